@@ -1,0 +1,35 @@
+# Set-up and everyday commands. `make train ARGS="model.latent_dim=2 noise=0.3"` passes Hydra overrides.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+ARGS ?=
+PYTEST_ARGS ?=
+
+# Use the MNIST files beside the checkout when they are there (no download needed).
+SHARED_DATA := $(abspath ../shared/data)
+ifneq ($(wildcard $(SHARED_DATA)/MNIST/raw),)
+export AUTOENCODER_DATA_DIR ?= $(SHARED_DATA)
+endif
+
+.PHONY: install train test test-fast clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[test]'
+	touch $@
+
+train: install
+	$(BIN)/python -m autoencoder.train $(ARGS)
+
+# pytest exits 5 when it collects no test; say so instead of failing obscurely.
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS) || { rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; else exit $$rc; fi; }
+
+test-fast: PYTEST_ARGS += -m "not slow"
+test-fast: test
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

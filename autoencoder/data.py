@@ -1,0 +1,155 @@
+"""MNIST as a LightningDataModule.
+
+The four official IDX files are read from `<data_dir>/MNIST/raw/` (torchvision's layout), checked
+(header, size and, for the official files, md5) and decoded once into uint8 tensors; batches are
+turned into floats in [0, 1] on the training device by the LightningModule. When the files are
+missing, torchvision downloads them; with no network the run stops with one line saying where to
+put them. The official 60k training set is split into train/val by a seeded permutation; the 10k
+test set stays apart and is only used for testing.
+"""
+
+import hashlib
+import logging
+import struct
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from autoencoder import REPO_DIR
+from autoencoder.errors import UserError
+
+log = logging.getLogger(__name__)
+
+# md5 of the official files after gunzip (the .gz md5s are checked by torchvision on download).
+OFFICIAL_MD5 = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+SPLIT_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+DATA_ENV = "AUTOENCODER_DATA_DIR"
+
+
+def read_idx(path: Path) -> torch.Tensor:
+    """Decode an unsigned-byte IDX file (the MNIST format) into a uint8 tensor, checking its header."""
+    raw = path.read_bytes()
+    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] != 0x08 or not 1 <= raw[3] <= 4:
+        raise UserError(f"{path} is not an unsigned-byte IDX file (bad magic number {raw[:4].hex() or 'empty'}); replace it with the official MNIST file")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise UserError(f"{path} is truncated inside its header; replace it with the official MNIST file")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    expected = header + int(torch.Size(shape).numel())
+    if len(raw) != expected:
+        raise UserError(f"{path} holds {len(raw)} bytes but its header {list(shape)} needs {expected}; the file is truncated or corrupt")
+    return torch.frombuffer(bytearray(raw[header:]), dtype=torch.uint8).reshape(shape)
+
+
+def _check_md5(path: Path) -> None:
+    digest = hashlib.md5(path.read_bytes()).hexdigest()
+    if digest != OFFICIAL_MD5[path.name]:
+        raise UserError(f"{path} fails its md5 check ({digest}, expected {OFFICIAL_MD5[path.name]}): the file is corrupt; delete it to download again or replace it")
+
+
+def load_split(raw_dir: Path, split: str, check_md5: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (N, 1, H, W) uint8 and labels (N,) int64 of the official `train` or `test` split."""
+    paths = [raw_dir / name for name in SPLIT_FILES[split]]
+    if check_md5:
+        for path in paths:
+            _check_md5(path)
+    images, labels = (read_idx(p) for p in paths)
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise UserError(f"{paths[0]} and {paths[1]} do not match: images {list(images.shape)}, labels {list(labels.shape)}")
+    return images.unsqueeze(1), labels.long()
+
+
+def default_data_dir() -> Path:
+    return REPO_DIR / "data"
+
+
+class MNISTDataModule(L.LightningDataModule):
+    """MNIST train/val/test loaders over uint8 tensors held in memory."""
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        batch_size: int = 128,
+        val_size: int = 5000,
+        num_workers: int = 0,
+        split_seed: int = 0,
+        download: bool = True,
+        check_md5: bool = True,
+    ):
+        super().__init__()
+        for name, value, low in (("batch_size", batch_size, 1), ("val_size", val_size, 1), ("num_workers", num_workers, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise UserError(f"data.{name} must be an integer >= {low}, got {value!r}")
+        self.data_dir = Path(data_dir).expanduser() if data_dir else default_data_dir()
+        self.raw_dir = self.data_dir / "MNIST" / "raw"
+        self.batch_size = batch_size
+        self.val_size = val_size
+        self.num_workers = num_workers
+        self.split_seed = split_seed
+        self.download = download
+        self.check_md5 = check_md5
+        self.train_set = self.val_set = self.test_set = None
+
+    def _missing(self) -> list[str]:
+        return [name for name in OFFICIAL_MD5 if not (self.raw_dir / name).is_file()]
+
+    def prepare_data(self) -> None:
+        missing = self._missing()
+        if not missing:
+            return
+        where = f"put the four MNIST files ({', '.join(OFFICIAL_MD5)}) in {self.raw_dir} or set {DATA_ENV} to a folder holding MNIST/raw/"
+        if not self.download:
+            raise UserError(f"MNIST files missing from {self.raw_dir}: {', '.join(missing)}; {where}")
+        log.info("MNIST files missing from %s; downloading them with torchvision", self.raw_dir)
+        from torchvision.datasets import MNIST
+
+        try:
+            MNIST(str(self.data_dir), train=True, download=True)
+        except Exception as exc:  # noqa: BLE001 - any network or disk failure means the same to the user
+            reason = " ".join(str(exc).split())[:200]
+            raise UserError(f"MNIST is not in {self.raw_dir} and could not be downloaded ({reason}); {where}") from exc
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        self.prepare_data()
+        images, labels = load_split(self.raw_dir, "train", self.check_md5)
+        if self.val_size >= len(images):
+            raise UserError(f"data.val_size must be smaller than the {len(images)} training images, got {self.val_size}")
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.split_seed))
+        train_idx, val_idx = order[self.val_size :], order[: self.val_size]
+        self.train_set = TensorDataset(images[train_idx], labels[train_idx])
+        self.val_set = TensorDataset(images[val_idx], labels[val_idx])
+        self.test_set = TensorDataset(*load_split(self.raw_dir, "test", self.check_md5))
+        log.info("MNIST from %s: %d train, %d val, %d test images", self.raw_dir, len(self.train_set), len(self.val_set), len(self.test_set))
+
+    def on_after_batch_transfer(self, batch: list[torch.Tensor], dataloader_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 images become floats in [0, 1] here, on the device that trains."""
+        images, labels = batch
+        return images.float().div_(255), labels
+
+    def _loader(self, dataset: TensorDataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, shuffle=False)

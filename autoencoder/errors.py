@@ -1,0 +1,59 @@
+"""User-facing errors: bad input becomes one clear line and a non-zero exit, never a traceback.
+
+Code anywhere in the package raises `UserError` for input the user can fix (config values, paths,
+data files, checkpoints). `run_cli` runs a Hydra entry point and turns those errors, and Hydra's own
+composition errors, into a single line on stderr. Set AUTOENCODER_DEBUG=1 to see the traceback.
+"""
+
+import os
+import sys
+from collections.abc import Callable
+
+from hydra.errors import HydraException, MissingConfigException
+from omegaconf.errors import OmegaConfBaseException
+
+EXIT_USER_ERROR = 2
+
+
+class UserError(Exception):
+    """Input the user can fix; its message says what was wrong and what is allowed."""
+
+
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    """The exception and the ones it was raised from, outermost first."""
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return chain
+
+
+def _user_message(exc: BaseException) -> str | None:
+    """The one-line message for an error the user caused, or None for a genuine bug."""
+    chain = _chain(exc)
+    for e in chain:
+        if isinstance(e, UserError):
+            return str(e)
+    for e in chain:
+        if isinstance(e, MissingConfigException) and e.options is not None:
+            group, _, option = (e.missing_cfg_file or "").rpartition("/")
+            allowed = ", ".join(sorted(e.options))
+            return f"unknown {group or 'config'} option '{option}' (allowed: {allowed})"
+    for e in chain:
+        if isinstance(e, (HydraException, OmegaConfBaseException)):
+            return " ".join(str(e).split())
+    return None
+
+
+def run_cli(main: Callable[[], object]) -> None:
+    """Run a `@hydra.main` function; print user errors as one line and exit non-zero."""
+    debug = os.environ.get("AUTOENCODER_DEBUG") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let exceptions reach us instead of Hydra's printer
+    try:
+        main()
+    except Exception as exc:  # noqa: BLE001 - the point is to catch everything the user caused
+        message = _user_message(exc)
+        if debug or message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)

@@ -1,0 +1,117 @@
+"""Train an autoencoder: `python -m autoencoder.train model.latent_dim=2 noise=0.3`.
+
+`train(cfg)` does the work (tests call it with a composed config); the `@hydra.main` function only
+hands it the config. A run folder gets the resolved config, TensorBoard events, checkpoints (best
+by val loss, and last), image grids and `metrics.json`.
+"""
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+import autoencoder.precision  # noqa: F401 - registers the ${fastest_precision:} resolver
+from autoencoder import CONFIG_DIR
+from autoencoder.callbacks import EpochSummary, ValidationImages
+from autoencoder.errors import UserError, run_cli
+
+log = logging.getLogger(__name__)
+
+
+def check_checkpoint(path: str, module: L.LightningModule) -> str:
+    """Fail early, in one line, on a resume checkpoint that is missing or does not fit the model."""
+    ckpt = Path(path).expanduser()
+    if not ckpt.is_file():
+        raise UserError(f"ckpt_path {ckpt} does not exist or is not a file")
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    except Exception as exc:  # noqa: BLE001 - any unreadable file means the same to the user
+        raise UserError(f"ckpt_path {ckpt} is not a Lightning checkpoint this framework wrote ({type(exc).__name__})") from exc
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    if found != expected:
+        diff = sorted(set(found.items()) ^ set(expected.items()))[0][0]
+        raise UserError(f"ckpt_path {ckpt} holds a different model than the configured one (first difference at {diff!r}); use the same model config it was trained with")
+    return str(ckpt)
+
+
+def _hparams(cfg: DictConfig) -> dict:
+    """The run's settings for TensorBoard's HParams tab (the module node only repeats them)."""
+    params = OmegaConf.to_container(cfg, resolve=True)
+    for key in ("module", "output_dir", "ckpt_path"):
+        params.pop(key, None)
+    return params
+
+
+def train(cfg: DictConfig) -> dict:
+    """Fit, test the best checkpoint, write metrics.json; returns the metrics."""
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    datamodule = instantiate(cfg.data)
+    module = instantiate(cfg.module)
+    ckpt_path = check_checkpoint(cfg.ckpt_path, module) if cfg.ckpt_path else None
+
+    summary = EpochSummary()
+    checkpoint = instantiate(cfg.checkpoint)
+    callbacks = [summary, checkpoint, ValidationImages(out)]
+    early_stopping = instantiate(cfg.early_stopping) if cfg.early_stopping else None
+    if early_stopping is not None:
+        callbacks.append(early_stopping)
+    logger = instantiate(cfg.logger) if cfg.logger else False
+    if logger:
+        callbacks.append(LearningRateMonitor())
+    progress_bar = bool(cfg.trainer.enable_progress_bar) and sys.stdout.isatty()
+    if progress_bar:
+        callbacks.append(RichProgressBar())
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, enable_progress_bar=progress_bar)
+
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    best = checkpoint.best_model_path or None
+    test = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+
+    metrics = {
+        "best_val_loss": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
+        "test_loss": test["test/loss"],
+        "epochs": trainer.current_epoch,
+        "stopped_early": bool(early_stopping is not None and early_stopping.stopped_epoch > 0),
+        "train_samples_per_s": round(summary.samples_per_second, 1),
+        "train_seconds": round(summary.train_seconds, 2),
+        "best_checkpoint": best,
+        "last_checkpoint": checkpoint.last_model_path or None,
+        "precision": str(trainer.precision),
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if isinstance(logger, TensorBoardLogger):
+        logger.log_hyperparams(_hparams(cfg), {"hparams/best_val_loss": metrics["best_val_loss"], "hparams/test_loss": metrics["test_loss"]})
+    elif logger:
+        logger.log_hyperparams(_hparams(cfg))
+    log.info(
+        "best val loss %.5f | test loss %.5f | %d epochs%s | %.0f samples/s | run folder %s",
+        metrics["best_val_loss"] if metrics["best_val_loss"] is not None else float("nan"),
+        metrics["test_loss"],
+        metrics["epochs"],
+        " (stopped early)" if metrics["stopped_early"] else "",
+        metrics["train_samples_per_s"],
+        out,
+    )
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    return train(cfg)["best_val_loss"]
+
+
+if __name__ == "__main__":
+    run_cli(main)

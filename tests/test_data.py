@@ -1,0 +1,131 @@
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from autoencoder.data import MNISTDataModule, load_split, read_idx
+from autoencoder.errors import UserError
+from tests.conftest import TEST_SIZE, TRAIN_SIZE, fake_digits, make_fake_mnist, write_idx
+
+
+def datamodule(data_dir, **kwargs) -> MNISTDataModule:
+    dm = MNISTDataModule(data_dir=str(data_dir), check_md5=False, download=False, **{"val_size": 50, "batch_size": 32, **kwargs})
+    dm.setup("fit")
+    return dm
+
+
+def ids(dataset) -> set[int]:
+    """The index each fake image carries in pixels (0, 1) and (0, 2)."""
+    images = dataset.tensors[0]
+    return set((images[:, 0, 0, 1].long() * 256 + images[:, 0, 0, 2].long()).tolist())
+
+
+def test_read_idx_round_trip(tmp_path):
+    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    write_idx(tmp_path / "x", array)
+    assert torch.equal(read_idx(tmp_path / "x"), torch.from_numpy(array))
+
+
+def test_split_sizes_and_test_set_kept_apart(fake_mnist):
+    dm = datamodule(fake_mnist)
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (TRAIN_SIZE - 50, 50, TEST_SIZE)
+    # Pixel (0, 0) is 255 only in test images: none reaches train or val.
+    assert dm.train_set.tensors[0][:, 0, 0, 0].eq(0).all() and dm.val_set.tensors[0][:, 0, 0, 0].eq(0).all()
+    assert dm.test_set.tensors[0][:, 0, 0, 0].eq(255).all()
+    # Train and val partition the official training images.
+    assert ids(dm.train_set).isdisjoint(ids(dm.val_set))
+    assert ids(dm.train_set) | ids(dm.val_set) == set(range(TRAIN_SIZE))
+    assert ids(dm.test_set) == set(range(TEST_SIZE))
+
+
+def test_split_is_seeded(fake_mnist):
+    a, b, c = datamodule(fake_mnist), datamodule(fake_mnist), datamodule(fake_mnist, split_seed=1)
+    assert ids(a.val_set) == ids(b.val_set)
+    assert ids(a.val_set) != ids(c.val_set)
+
+
+def test_labels_follow_images(fake_mnist):
+    dm = datamodule(fake_mnist)
+    images, labels = dm.val_set.tensors
+    image_ids = images[:, 0, 0, 1].long() * 256 + images[:, 0, 0, 2].long()
+    assert torch.equal(labels, image_ids % 10)  # fake_digits cycles labels 0..9
+
+
+def test_batches_are_floats_in_unit_range(fake_mnist):
+    dm = datamodule(fake_mnist)
+    x, y = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
+    assert x.dtype == torch.float32 and x.shape == (32, 1, 28, 28) and y.shape == (32,)
+    assert 0 <= x.min() and x.max() <= 1
+
+
+def test_missing_files_without_download(tmp_path):
+    with pytest.raises(UserError, match=r"MNIST files missing from .*put the four MNIST files"):
+        datamodule(tmp_path)
+
+
+def test_missing_files_and_no_network(tmp_path, monkeypatch):
+    from torchvision.datasets import MNIST
+
+    def offline(self):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz: <urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr(MNIST, "download", offline)
+    dm = MNISTDataModule(data_dir=str(tmp_path), download=True)
+    with pytest.raises(UserError, match=r"MNIST is not in .* and could not be downloaded \(Error downloading.*\); put the four"):
+        dm.prepare_data()
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda b: b[: len(b) // 2], "the file is truncated or corrupt"),
+        (lambda b: b"\x00\x00\x09\x03" + b[4:], "bad magic number"),
+        (lambda b: b"", "bad magic number empty"),
+        (lambda b: b[:10], "truncated inside its header"),
+    ],
+)
+def test_corrupt_file(tmp_path, damage, message):
+    root = make_fake_mnist(tmp_path / "data")
+    path = root / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(UserError, match=message):
+        datamodule(root)
+
+
+def test_md5_check_rejects_unofficial_files(fake_mnist):
+    with pytest.raises(UserError, match="fails its md5 check"):
+        load_split(fake_mnist / "MNIST" / "raw", "train", check_md5=True)
+
+
+def test_mismatched_images_and_labels(tmp_path):
+    root = make_fake_mnist(tmp_path / "data")
+    images, labels = fake_digits(10, False, 0)
+    write_idx(root / "MNIST" / "raw" / "train-labels-idx1-ubyte", labels[:5])
+    with pytest.raises(UserError, match="do not match"):
+        datamodule(root)
+
+
+@pytest.mark.parametrize("kwargs", [{"batch_size": 0}, {"val_size": -1}, {"num_workers": -1}, {"batch_size": "abc"}, {"val_size": TRAIN_SIZE}])
+def test_bad_settings(fake_mnist, kwargs):
+    with pytest.raises(UserError, match=rf"data\.{next(iter(kwargs))} must be"):
+        datamodule(fake_mnist, **kwargs)
+
+
+def test_real_mnist(real_data_dir, tmp_path):
+    dm = MNISTDataModule(data_dir=str(real_data_dir), download=False)  # md5 checked
+    dm.setup("fit")
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (55_000, 5_000, 10_000)
+    images, labels = dm.train_set.tensors
+    assert images.dtype == torch.uint8 and images.shape[1:] == (1, 28, 28) and images.max() == 255
+    assert sorted(labels.unique().tolist()) == list(range(10))
+    # A corrupted copy of an official file fails the md5 check.
+    raw = tmp_path / "MNIST" / "raw"
+    shutil.copytree(real_data_dir / "MNIST" / "raw", raw)
+    path = raw / "t10k-labels-idx1-ubyte"
+    data = bytearray(path.read_bytes())
+    data[100] ^= 1
+    path.unlink()  # the copy may be read-only, like the original
+    path.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="t10k-labels-idx1-ubyte fails its md5 check"):
+        MNISTDataModule(data_dir=str(tmp_path), download=False).setup("fit")

@@ -1,0 +1,172 @@
+import json
+import os
+
+import pytest
+from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from autoencoder.data import DATA_ENV
+from autoencoder.errors import UserError
+from autoencoder.train import train
+from tests.conftest import FAST, run_module
+
+METRIC_KEYS = {"best_val_loss", "test_loss", "epochs", "stopped_early", "train_samples_per_s", "best_checkpoint", "last_checkpoint"}
+
+
+def read_events(folder):
+    events = EventAccumulator(str(folder), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    return events
+
+
+def test_train_writes_metrics_checkpoints_and_tensorboard(make_cfg, tmp_path):
+    metrics = train(make_cfg("model.latent_dim=2", "noise=0.3"))
+    run = tmp_path / "run"
+    assert json.loads((run / "metrics.json").read_text()) == metrics
+    assert METRIC_KEYS <= metrics.keys()
+    assert metrics["epochs"] == 1 and metrics["stopped_early"] is False
+    assert 0 < metrics["best_val_loss"] < 1 and 0 < metrics["test_loss"] < 1 and metrics["train_samples_per_s"] > 0
+    assert os.path.isfile(metrics["best_checkpoint"]) and os.path.isfile(metrics["last_checkpoint"])
+    saved = OmegaConf.load(run / "config.yaml")  # resolved: no interpolation left
+    assert saved.model.latent_dim == 2 and saved.corruption.noise == 0.3 and "${" not in (run / "config.yaml").read_text()
+    assert (run / "reconstructions.png").is_file() and (run / "latent.png").is_file()
+
+    events = read_events(run / "tensorboard")
+    scalars = set(events.Tags()["scalars"])
+    expected = {"train/loss_epoch", "val/loss", "test/loss", "speed/train_samples_per_s", "speed/epochs_per_s", "lr-Adam", "hparams/test_loss"}
+    assert expected <= scalars
+    grid = events.Images("val/reconstructions")[-1]
+    assert (grid.width, grid.height) == (10 * 28 + 11 * 2, 3 * 28 + 4 * 2)  # 10 digits, 3 rows, 2px padding
+    assert events.Images("val/latent")
+    assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
+    assert events.Scalars("hparams/test_loss")[-1].value == pytest.approx(metrics["test_loss"])
+
+
+def test_plain_mlp_autoencoder_with_csv_logger(make_cfg, tmp_path):
+    metrics = train(make_cfg("model=mlp", "model.latent_dim=8", "noise=0", "logger=csv", "loss=bce"))
+    run = tmp_path / "run"
+    assert (run / "csv" / "metrics.csv").is_file() and not (run / "tensorboard").exists()
+    assert not (run / "latent.png").exists()  # the scatter is only drawn for a 2-D latent space
+    assert metrics["test_loss"] > 0
+
+
+def test_no_logger_no_early_stopping(make_cfg, tmp_path):
+    metrics = train(make_cfg("logger=none", "early_stopping=none", "trainer.max_epochs=2"))
+    assert metrics["epochs"] == 2 and metrics["stopped_early"] is False
+    assert (tmp_path / "run" / "metrics.json").is_file() and not (tmp_path / "run" / "tensorboard").exists()
+
+
+def test_early_stopping_stops(make_cfg):
+    # Any val loss "improves" on the initial inf, but no later one beats it by 10: stop after 2 epochs.
+    metrics = train(make_cfg("trainer.max_epochs=5", "early_stopping.patience=1", "early_stopping.min_delta=10"))
+    assert metrics["epochs"] == 2 and metrics["stopped_early"] is True
+
+
+def test_validation_interval(make_cfg, tmp_path):
+    train(make_cfg("trainer.max_epochs=4", "trainer.check_val_every_n_epoch=2", "early_stopping=none"))
+    assert len(read_events(tmp_path / "run" / "tensorboard").Scalars("val/loss")) == 2
+
+
+def test_resume_from_checkpoint(make_cfg, tmp_path):
+    first = train(make_cfg(output_dir=tmp_path / "first"))
+    resumed = train(make_cfg("trainer.max_epochs=3", f"ckpt_path={first['last_checkpoint']}", output_dir=tmp_path / "second"))
+    assert resumed["epochs"] == 3
+    # Only epochs 2 and 3 ran in the second run: 3 batches of 32 each.
+    events = read_events(tmp_path / "second" / "tensorboard")
+    assert [e.step for e in events.Scalars("val/loss")] == [5, 8]
+
+
+def test_bad_checkpoints(make_cfg, tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        train(make_cfg(f"ckpt_path={tmp_path}/nope.ckpt"))
+    (tmp_path / "notes.ckpt").write_text("not a checkpoint")
+    with pytest.raises(UserError, match="is not a Lightning checkpoint"):
+        train(make_cfg(f"ckpt_path={tmp_path}/notes.ckpt"))
+    other = train(make_cfg("model.latent_dim=2", output_dir=tmp_path / "other"))
+    with pytest.raises(UserError, match="holds a different model"):
+        train(make_cfg("model.latent_dim=8", f"ckpt_path={other['last_checkpoint']}"))
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["model.latent_dim=0"], "model.latent_dim must be a positive integer, got 0"),
+        (["model.latent_dim=abc"], "model.latent_dim must be a positive integer, got 'abc'"),
+        (["model=mlp", "model.latent_dim=2.5"], "model.latent_dim must be a positive integer, got 2.5"),
+        (["noise=-0.1"], "noise for Gaussian corruption must be a number >= 0, got -0.1"),
+        (["corruption=masking", "noise=1.5"], r"noise for Masking corruption must be a number in \[0, 1\], got 1.5"),
+        (["corruption=salt_pepper", "noise=abc"], r"noise for SaltPepper corruption must be a number in \[0, 1\], got 'abc'"),
+        (["loss=l1"], "loss must be one of mse, bce, got 'l1'"),
+        (["data.batch_size=0"], "data.batch_size must be an integer >= 1, got 0"),
+    ],
+)
+def test_bad_config_values(make_cfg, overrides, message):
+    with pytest.raises(UserError, match=message):
+        train(make_cfg(*overrides))
+
+
+# --- the command line, as a user runs it -----------------------------------------------------
+
+
+def data_overrides(fake_mnist) -> list[str]:
+    """Real MNIST when the data variable points at it, else the fake files."""
+    if os.environ.get(DATA_ENV):
+        return []
+    return [f"data.data_dir={fake_mnist}", "data.check_md5=false", "data.val_size=50"]
+
+
+LIMITS = ["trainer.max_epochs=1", "trainer.limit_train_batches=5", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2"]
+
+
+@pytest.mark.slow
+def test_command_line_from_another_folder(tmp_path, fake_mnist):
+    result = run_module("autoencoder.train", "model.latent_dim=2", "noise=0.3", *LIMITS, *data_overrides(fake_mnist), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[Epoch   1] train" in result.stdout
+    assert "best val loss" in result.stdout and "test loss" in result.stdout
+    (metrics,) = tmp_path.glob("outputs/*/*/metrics.json")  # the run folder is under the working folder
+    assert json.loads(metrics.read_text())["epochs"] == 1
+    assert OmegaConf.load(metrics.parent / "config.yaml").model.latent_dim == 2
+
+
+@pytest.mark.slow
+def test_multirun(tmp_path, fake_mnist):
+    sweep = tmp_path / "sweep"
+    result = run_module(
+        "autoencoder.train", "-m", "model.latent_dim=2,4", f"hydra.sweep.dir={sweep}", *LIMITS, *data_overrides(fake_mnist), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for job, latent_dim in ((0, 2), (1, 4)):
+        assert json.loads((sweep / str(job) / "metrics.json").read_text())["epochs"] == 1
+        assert OmegaConf.load(sweep / str(job) / "config.yaml").model.latent_dim == latent_dim
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["model.latent_dim=-2"], "error: model.latent_dim must be a positive integer, got -2"),
+        (["model=foo"], "error: unknown model option 'foo' (allowed: conv, mlp)"),
+        (["corruption=blur"], "error: unknown corruption option 'blur' (allowed: gaussian, masking, salt_pepper)"),
+        (["corruption=salt_pepper", "noise=1.2"], "error: noise for SaltPepper corruption must be a number in [0, 1], got 1.2"),
+        (["trainer.max_epoch=3"], "error: Could not override 'trainer.max_epoch'."),
+        (["data.data_dir={tmp}/empty"], "error: MNIST is not in {tmp}/empty/MNIST/raw and could not be downloaded"),
+        (["data.data_dir={tmp}/corrupt"], "bad magic number"),
+    ],
+)
+def test_command_line_bad_input(tmp_path, fake_mnist, overrides, message):
+    corrupt = tmp_path / "corrupt" / "MNIST" / "raw"
+    corrupt.mkdir(parents=True)
+    for f in (fake_mnist / "MNIST" / "raw").iterdir():
+        (corrupt / f.name).write_bytes(b"garbage!" + f.read_bytes()[8:])
+    earlier = tmp_path / "outputs" / "earlier"
+    earlier.mkdir(parents=True)
+    (earlier / "metrics.json").write_text('{"test_loss": 0.01}\n')
+    offline = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", DATA_ENV: str(fake_mnist)}
+    args = [o.format(tmp=tmp_path) for o in overrides]
+    result = run_module("autoencoder.train", *args, *LIMITS, "data.check_md5=false", cwd=tmp_path, env=offline)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message.format(tmp=tmp_path) in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr + result.stdout
+    assert (earlier / "metrics.json").read_text() == '{"test_loss": 0.01}\n'
+    assert not list(tmp_path.glob("outputs/*/*/metrics.json"))
