@@ -10,6 +10,7 @@ test set stays apart and is only used for testing.
 
 import hashlib
 import logging
+import re
 import struct
 from pathlib import Path
 
@@ -114,7 +115,9 @@ class MNISTDataModule(L.LightningDataModule):
         try:
             MNIST(str(self.data_dir), train=True, download=True)
         except Exception as exc:  # noqa: BLE001 - any network or disk failure means the same to the user
-            reason = " ".join(str(exc).split())[:200]
+            text = " ".join(str(exc).split())
+            found = re.search(r"<urlopen error ([^>]*)>", text)
+            reason = found.group(1) if found else text[:160]
             raise UserError(f"MNIST is not in {self.raw_dir} and could not be downloaded ({reason}); {where}") from exc
 
     def setup(self, stage: str | None = None) -> None:

@@ -1,13 +1,15 @@
 """User-facing errors: bad input becomes one clear line and a non-zero exit, never a traceback.
 
 Code anywhere in the package raises `UserError` for input the user can fix (config values, paths,
-data files, checkpoints). `run_cli` runs a Hydra entry point and turns those errors, and Hydra's own
-composition errors, into a single line on stderr. Set AUTOENCODER_DEBUG=1 to see the traceback.
+data files, checkpoints). `exit_on_user_error` turns those errors, and Hydra's own composition
+errors, into a single line on stderr and exit code 2; `run_cli` runs a Hydra entry point that way.
+Set AUTOENCODER_DEBUG=1 to see the traceback.
 """
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf.errors import OmegaConfBaseException
@@ -28,7 +30,7 @@ def _chain(exc: BaseException | None) -> list[BaseException]:
     return chain
 
 
-def _user_message(exc: BaseException) -> str | None:
+def user_message(exc: BaseException) -> str | None:
     """The one-line message for an error the user caused, or None for a genuine bug."""
     chain = _chain(exc)
     for e in chain:
@@ -45,15 +47,25 @@ def _user_message(exc: BaseException) -> str | None:
     return None
 
 
-def run_cli(main: Callable[[], object]) -> None:
-    """Run a `@hydra.main` function; print user errors as one line and exit non-zero."""
-    debug = os.environ.get("AUTOENCODER_DEBUG") == "1"
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # let exceptions reach us instead of Hydra's printer
+@contextmanager
+def exit_on_user_error() -> Iterator[None]:
+    """Turn a user error raised inside into one line on stderr and exit code 2; re-raise the rest.
+
+    Used around the body of each `@hydra.main` function as well as in `run_cli`: Hydra reports an
+    exception from a job with a line of its own, but lets SystemExit through untouched."""
     try:
-        main()
+        yield
     except Exception as exc:  # noqa: BLE001 - the point is to catch everything the user caused
-        message = _user_message(exc)
-        if debug or message is None:
+        message = user_message(exc)
+        if message is None or os.environ.get("AUTOENCODER_DEBUG") == "1":
             raise
         print(f"error: {message}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
+
+
+def run_cli(main: Callable[[], object]) -> None:
+    """Run a `@hydra.main` function as a command: Hydra's config errors also become one line."""
+    sys.stdout.reconfigure(line_buffering=True)  # epoch lines show up at once in piped logs too
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let exceptions reach us instead of Hydra's printer
+    with exit_on_user_error():
+        main()

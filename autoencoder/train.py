@@ -8,6 +8,7 @@ by val loss, and last), image grids and `metrics.json`.
 import json
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
@@ -21,9 +22,13 @@ from omegaconf import DictConfig, OmegaConf
 import autoencoder.precision  # noqa: F401 - registers the ${fastest_precision:} resolver
 from autoencoder import CONFIG_DIR
 from autoencoder.callbacks import EpochSummary, ValidationImages
-from autoencoder.errors import UserError, run_cli
+from autoencoder.errors import UserError, exit_on_user_error, run_cli
 
 log = logging.getLogger(__name__)
+
+# Harmless notes from third-party code that would otherwise print on every run.
+warnings.filterwarnings("ignore", message=r"Precision .* is not supported by the model summary")
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
 def check_checkpoint(path: str, module: L.LightningModule) -> str:
@@ -77,20 +82,19 @@ def train(cfg: DictConfig) -> dict:
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, enable_progress_bar=progress_bar)
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    best = checkpoint.best_model_path or None
-    test = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
-
+    # Read these before testing: restoring the best checkpoint also restores the callbacks' state.
     metrics = {
         "best_val_loss": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
-        "test_loss": test["test/loss"],
+        "test_loss": None,
         "epochs": trainer.current_epoch,
         "stopped_early": bool(early_stopping is not None and early_stopping.stopped_epoch > 0),
         "train_samples_per_s": round(summary.samples_per_second, 1),
         "train_seconds": round(summary.train_seconds, 2),
-        "best_checkpoint": best,
+        "best_checkpoint": checkpoint.best_model_path or None,
         "last_checkpoint": checkpoint.last_model_path or None,
         "precision": str(trainer.precision),
     }
+    metrics["test_loss"] = trainer.test(module, datamodule=datamodule, ckpt_path=metrics["best_checkpoint"], verbose=False)[0]["test/loss"]
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     if isinstance(logger, TensorBoardLogger):
         logger.log_hyperparams(_hparams(cfg), {"hparams/best_val_loss": metrics["best_val_loss"], "hparams/test_loss": metrics["test_loss"]})
@@ -110,7 +114,8 @@ def train(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    return train(cfg)["best_val_loss"]
+    with exit_on_user_error():
+        return train(cfg)["best_val_loss"]
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
-from autoencoder import CONFIG_DIR, REPO_DIR
+from autoencoder import CONFIG_DIR
 from autoencoder.data import DATA_ENV
 
 TRAIN_SIZE, TEST_SIZE = 300, 60
@@ -92,6 +92,5 @@ def make_cfg(tmp_path, fake_mnist):
 
 
 def run_module(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run `python -m <args>` as a user would, from `cwd`, with the package importable."""
-    full_env = {**os.environ, "PYTHONPATH": str(REPO_DIR), **(env or {})}
-    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    """Run `python -m <args>` as a user would: the installed package, started from `cwd`."""
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout)

@@ -72,7 +72,7 @@ def test_missing_files_and_no_network(tmp_path, monkeypatch):
 
     monkeypatch.setattr(MNIST, "download", offline)
     dm = MNISTDataModule(data_dir=str(tmp_path), download=True)
-    with pytest.raises(UserError, match=r"MNIST is not in .* and could not be downloaded \(Error downloading.*\); put the four"):
+    with pytest.raises(UserError, match=r"MNIST is not in .* and could not be downloaded \(\[Errno -3\] Temporary failure in name resolution\); put the four"):
         dm.prepare_data()
 
 
