@@ -61,7 +61,9 @@ class EpochSummary(L.Callback):
             self._stop_epoch_clock()
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.validated = not trainer.sanity_checking
+        if not trainer.sanity_checking:
+            self.validated = True
+            self.epoch_start = time.perf_counter()  # training goes on after a mid-epoch validation
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._stop_epoch_clock()
