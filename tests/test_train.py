@@ -1,7 +1,9 @@
+import inspect
 import json
 import os
 import re
 
+import lightning
 import pytest
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -61,6 +63,11 @@ def test_early_stopping_stops(make_cfg):
     # Any val loss "improves" on the initial inf, but no later one beats it by 10: stop after 2 epochs.
     metrics = train(make_cfg("trainer.max_epochs=5", "early_stopping.patience=1", "early_stopping.min_delta=10"))
     assert metrics["epochs"] == 2 and metrics["stopped_early"] is True
+
+
+def test_every_trainer_argument_is_in_the_trainer_config(make_cfg):
+    arguments = set(inspect.signature(lightning.pytorch.Trainer.__init__).parameters) - {"self", "logger", "callbacks"}
+    assert arguments <= make_cfg().trainer.keys()
 
 
 def test_validation_interval(make_cfg, tmp_path):
