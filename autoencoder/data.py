@@ -34,9 +34,12 @@ SPLIT_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), 
 DATA_ENV = "AUTOENCODER_DATA_DIR"
 
 
-def read_idx(path: Path) -> torch.Tensor:
-    """Decode an unsigned-byte IDX file (the MNIST format) into a uint8 tensor, checking its header."""
+def read_idx(path: Path, md5: str | None = None) -> torch.Tensor:
+    """Decode an unsigned-byte IDX file (the MNIST format) into a uint8 tensor, checking its header
+    and, when given, its md5."""
     raw = path.read_bytes()
+    if md5 is not None and (digest := hashlib.md5(raw).hexdigest()) != md5:
+        raise UserError(f"{path} fails its md5 check ({digest}, expected {md5}): the file is corrupt; delete it to download again or replace it")
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] != 0x08 or not 1 <= raw[3] <= 4:
         raise UserError(f"{path} is not an unsigned-byte IDX file (bad magic number {raw[:4].hex() or 'empty'}); replace it with the official MNIST file")
     ndim = raw[3]
@@ -50,26 +53,13 @@ def read_idx(path: Path) -> torch.Tensor:
     return torch.frombuffer(bytearray(raw[header:]), dtype=torch.uint8).reshape(shape)
 
 
-def _check_md5(path: Path) -> None:
-    digest = hashlib.md5(path.read_bytes()).hexdigest()
-    if digest != OFFICIAL_MD5[path.name]:
-        raise UserError(f"{path} fails its md5 check ({digest}, expected {OFFICIAL_MD5[path.name]}): the file is corrupt; delete it to download again or replace it")
-
-
 def load_split(raw_dir: Path, split: str, check_md5: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Images (N, 1, H, W) uint8 and labels (N,) int64 of the official `train` or `test` split."""
     paths = [raw_dir / name for name in SPLIT_FILES[split]]
-    if check_md5:
-        for path in paths:
-            _check_md5(path)
-    images, labels = (read_idx(p) for p in paths)
+    images, labels = (read_idx(p, OFFICIAL_MD5[p.name] if check_md5 else None) for p in paths)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise UserError(f"{paths[0]} and {paths[1]} do not match: images {list(images.shape)}, labels {list(labels.shape)}")
     return images.unsqueeze(1), labels.long()
-
-
-def default_data_dir() -> Path:
-    return REPO_DIR / "data"
 
 
 class MNISTDataModule(L.LightningDataModule):
@@ -89,7 +79,7 @@ class MNISTDataModule(L.LightningDataModule):
         for name, value, low in (("batch_size", batch_size, 1), ("val_size", val_size, 1), ("num_workers", num_workers, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise UserError(f"data.{name} must be an integer >= {low}, got {value!r}")
-        self.data_dir = Path(data_dir).expanduser() if data_dir else default_data_dir()
+        self.data_dir = Path(data_dir).expanduser() if data_dir else REPO_DIR / "data"
         self.raw_dir = self.data_dir / "MNIST" / "raw"
         self.batch_size = batch_size
         self.val_size = val_size

@@ -20,6 +20,8 @@ LOSSES = {"mse": F.mse_loss, "bce": F.binary_cross_entropy}
 
 
 class LitAutoencoder(L.LightningModule):
+    """Trains `net` to undo `corruption`; logs train/val/test loss."""
+
     def __init__(
         self,
         net: Autoencoder,
