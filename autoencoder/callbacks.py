@@ -130,7 +130,8 @@ class ValidationImages(L.Callback):
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        clean = self._fixed_images(trainer).to(pl_module.device).float() / 255
+        images = self._fixed_images(trainer).to(pl_module.device)
+        clean, _ = trainer.datamodule.on_after_batch_transfer((images, None), 0)  # the conversion batches get
         noisy = pl_module.corruption(clean, torch.Generator(device=clean.device).manual_seed(self.noise_seed))
         recon = pl_module(noisy).float()
         grid = make_grid(torch.cat([clean, noisy, recon]).cpu(), nrow=len(clean), pad_value=1.0)
