@@ -12,6 +12,7 @@ import hashlib
 import logging
 import re
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
@@ -62,8 +63,19 @@ def load_split(raw_dir: Path, split: str, check_md5: bool = True) -> tuple[torch
     return images.unsqueeze(1), labels.long()
 
 
+def _check_classes(classes: Sequence[int] | None) -> list[int] | None:
+    """None keeps every digit; otherwise a non-empty list of distinct digits 0-9."""
+    if classes is None:
+        return None
+    classes = list(classes) if isinstance(classes, Sequence) and not isinstance(classes, str) else [classes]
+    if not classes or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 9 for c in classes) or len(set(classes)) != len(classes):
+        raise UserError(f"data.classes must be null (all digits) or a non-empty list of distinct digits 0-9, got {classes!r}")
+    return sorted(classes)
+
+
 class MNISTDataModule(L.LightningDataModule):
-    """MNIST train/val/test loaders over uint8 tensors held in memory."""
+    """MNIST train/val/test loaders over uint8 tensors held in memory. `classes` keeps only those
+    digits in train and val (one-class anomaly detection); the test set always has all ten."""
 
     def __init__(
         self,
@@ -74,6 +86,7 @@ class MNISTDataModule(L.LightningDataModule):
         split_seed: int = 0,
         download: bool = True,
         check_md5: bool = True,
+        classes: Sequence[int] | None = None,
     ):
         super().__init__()
         for name, value, low in (("batch_size", batch_size, 1), ("val_size", val_size, 1), ("num_workers", num_workers, 0)):
@@ -87,6 +100,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.split_seed = split_seed
         self.download = download
         self.check_md5 = check_md5
+        self.classes = _check_classes(classes)
         self.train_set = self.val_set = self.test_set = None
 
     def _missing(self) -> list[str]:
@@ -119,10 +133,23 @@ class MNISTDataModule(L.LightningDataModule):
             raise UserError(f"data.val_size must be smaller than the {len(images)} training images, got {self.val_size}")
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.split_seed))
         train_idx, val_idx = order[self.val_size :], order[: self.val_size]
+        if self.classes is not None:  # one-class training: train and val keep only these digits
+            keep = torch.isin(labels, torch.tensor(self.classes))
+            train_idx, val_idx = train_idx[keep[train_idx]], val_idx[keep[val_idx]]
+            if not len(train_idx) or not len(val_idx):
+                raise UserError(f"data.classes={self.classes} leaves {len(train_idx)} training and {len(val_idx)} validation images; pick digits present in the data")
         self.train_set = TensorDataset(images[train_idx], labels[train_idx])
         self.val_set = TensorDataset(images[val_idx], labels[val_idx])
         self.test_set = TensorDataset(*load_split(self.raw_dir, "test", self.check_md5))
-        log.info("MNIST from %s: %d train, %d val, %d test images", self.raw_dir, len(self.train_set), len(self.val_set), len(self.test_set))
+        only = f" of digits {self.classes}" if self.classes is not None else ""
+        log.info("MNIST from %s: %d train, %d val%s, %d test images", self.raw_dir, len(self.train_set), len(self.val_set), only, len(self.test_set))
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images (uint8) and labels of the `train`, `val` or `test` split."""
+        if name not in ("train", "val", "test"):
+            raise UserError(f"split must be one of train, val, test, got {name!r}")
+        self.setup()
+        return getattr(self, f"{name}_set").tensors
 
     def on_after_batch_transfer(self, batch: list[torch.Tensor], dataloader_idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 images become floats in [0, 1] here, on the device that trains."""

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -22,30 +21,14 @@ from omegaconf import DictConfig, OmegaConf
 import autoencoder.precision  # noqa: F401 - registers the ${fastest_precision:} resolver
 from autoencoder import CONFIG_DIR
 from autoencoder.callbacks import EpochSummary, ValidationImages
-from autoencoder.errors import UserError, exit_on_user_error, run_cli
+from autoencoder.checkpoint import ConfigInCheckpoint, check_resume_checkpoint
+from autoencoder.errors import exit_on_user_error, run_cli
 
 log = logging.getLogger(__name__)
 
 # Harmless notes from third-party code that would otherwise print on every run.
 warnings.filterwarnings("ignore", message=r"Precision .* is not supported by the model summary")
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-
-
-def check_checkpoint(path: str, module: L.LightningModule) -> str:
-    """Fail early, in one line, on a resume checkpoint that is missing or does not fit the model."""
-    ckpt = Path(path).expanduser()
-    if not ckpt.is_file():
-        raise UserError(f"ckpt_path {ckpt} does not exist or is not a file")
-    try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-    except Exception as exc:  # noqa: BLE001 - any unreadable file means the same to the user
-        raise UserError(f"ckpt_path {ckpt} is not a Lightning checkpoint this framework wrote ({type(exc).__name__})") from exc
-    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in state.items()}
-    if found != expected:
-        diff = sorted(set(found.items()) ^ set(expected.items()))[0][0]
-        raise UserError(f"ckpt_path {ckpt} holds a different model than the configured one (first difference at {diff!r}); use the same model config it was trained with")
-    return str(ckpt)
 
 
 def _hparams(cfg: DictConfig) -> dict:
@@ -65,11 +48,11 @@ def train(cfg: DictConfig) -> dict:
 
     datamodule = instantiate(cfg.data)
     module = instantiate(cfg.module)
-    ckpt_path = check_checkpoint(cfg.ckpt_path, module) if cfg.ckpt_path else None
+    ckpt_path = check_resume_checkpoint(cfg.ckpt_path, module) if cfg.ckpt_path else None
 
     summary = EpochSummary()
     checkpoint = instantiate(cfg.checkpoint)
-    callbacks = [summary, checkpoint, ValidationImages(out)]
+    callbacks = [summary, checkpoint, ValidationImages(out), ConfigInCheckpoint(cfg)]
     early_stopping = instantiate(cfg.early_stopping) if cfg.early_stopping else None
     if early_stopping is not None:
         callbacks.append(early_stopping)

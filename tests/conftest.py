@@ -94,3 +94,24 @@ def make_cfg(tmp_path, fake_mnist):
 def run_module(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run `python -m <args>` as a user would: the installed package, started from `cwd`."""
     return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory, fake_mnist) -> Path:
+    """The best checkpoint of a latent-2 denoising run trained for a few batches on the fake data."""
+    from autoencoder.train import train
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"data.data_dir={fake_mnist}", *FAST, "model.latent_dim=2", "noise=0.2", "logger=none"])
+    with open_dict(cfg):
+        cfg.output_dir = str(tmp_path_factory.mktemp("trained"))
+    return Path(train(cfg)["best_checkpoint"])
+
+
+def compose_entry(config_name: str, output_dir: Path, *overrides: str) -> DictConfig:
+    """Compose one of the entry points' configs (evaluate, encode, anomaly) writing to output_dir."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=list(overrides))
+    with open_dict(cfg):
+        cfg.output_dir = str(output_dir)
+    return cfg

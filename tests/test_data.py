@@ -129,3 +129,23 @@ def test_real_mnist(real_data_dir, tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(UserError, match="t10k-labels-idx1-ubyte fails its md5 check"):
         MNISTDataModule(data_dir=str(tmp_path), download=False).setup("fit")
+
+
+def test_class_filter_keeps_train_and_val_digits_and_the_whole_test_set(fake_mnist):
+    full, only = datamodule(fake_mnist), datamodule(fake_mnist, classes=[3, 7])
+    for split in ("train", "val"):
+        labels = only.split(split)[1]
+        assert set(labels.tolist()) == {3, 7}
+        assert ids(getattr(only, f"{split}_set")) == {i for i in ids(getattr(full, f"{split}_set")) if i % 10 in (3, 7)}
+    assert torch.equal(only.split("test")[0], full.split("test")[0])
+
+
+@pytest.mark.parametrize("classes", [[], [10], [-1], [2, 2], ["a"], [True]])
+def test_bad_class_filters(fake_mnist, classes):
+    with pytest.raises(UserError, match=r"data.classes must be null \(all digits\) or a non-empty list of distinct digits 0-9"):
+        MNISTDataModule(data_dir=str(fake_mnist), classes=classes)
+
+
+def test_unknown_split(fake_mnist):
+    with pytest.raises(UserError, match="split must be one of train, val, test, got 'validation'"):
+        datamodule(fake_mnist).split("validation")

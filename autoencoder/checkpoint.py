@@ -1,0 +1,98 @@
+"""Checkpoints in and out: the run's config travels inside each checkpoint, and every reader loads
+with weights_only=True and checks the weights against the model before using them.
+
+evaluate, encode and anomaly start from a checkpoint that may come from someone else, so nothing
+in it is unpickled as code, and a file that does not fit gets one clear line instead of a
+traceback from deep inside torch.
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+
+from autoencoder.errors import UserError, user_message
+
+CONFIG_KEY = "autoencoder_config"
+
+
+class ConfigInCheckpoint(L.Callback):
+    """Stores the resolved run config in every checkpoint, so the file alone rebuilds the model."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.config = OmegaConf.to_container(cfg, resolve=True)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        checkpoint[CONFIG_KEY] = self.config
+
+
+def read_checkpoint(path: str | Path) -> tuple[Path, dict]:
+    """The checkpoint's path and contents; a missing or unreadable file is a UserError."""
+    ckpt = Path(path).expanduser()
+    if not ckpt.is_file():
+        raise UserError(f"ckpt_path {ckpt} does not exist or is not a file")
+    try:
+        contents = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file means the same to the user
+        unsafe = "it would need unpickling arbitrary objects, which is refused; " if "weights_only" in str(exc) else ""
+        raise UserError(f"ckpt_path {ckpt} is not a Lightning checkpoint this framework wrote ({unsafe}{type(exc).__name__})") from exc
+    if not isinstance(contents, dict) or not isinstance(contents.get("state_dict"), dict):
+        raise UserError(f"ckpt_path {ckpt} is not a Lightning checkpoint this framework wrote (no state_dict)")
+    return ckpt, contents
+
+
+def check_weights(ckpt: Path, state: dict, module: torch.nn.Module) -> None:
+    """Fail in one line when the checkpoint's tensors do not fit the module's."""
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    if found != expected:
+        diff = sorted(set(found.items()) ^ set(expected.items()))[0][0]
+        raise UserError(f"ckpt_path {ckpt} holds a different model than the configured one (first difference at {diff!r}); use the model config it was trained with")
+
+
+def check_resume_checkpoint(path: str, module: L.LightningModule) -> str:
+    """The checkpoint to resume training from, checked against the configured model."""
+    ckpt, contents = read_checkpoint(path)
+    check_weights(ckpt, contents["state_dict"], module)
+    return str(ckpt)
+
+
+def run_config(ckpt: Path, contents: dict) -> DictConfig:
+    """The config a checkpoint was trained with: stored inside it, or (older runs) the run folder's
+    config.yaml next to its checkpoints/ folder."""
+    if CONFIG_KEY in contents:
+        return OmegaConf.create(contents[CONFIG_KEY])
+    beside = ckpt.parent.parent / "config.yaml"
+    if ckpt.parent.name == "checkpoints" and beside.is_file():
+        return OmegaConf.load(beside)
+    raise UserError(f"ckpt_path {ckpt} carries no training config and has no run folder config.yaml beside it; pass a checkpoint written by autoencoder.train")
+
+
+def load_trained(path: str | Path) -> tuple[DictConfig, L.LightningModule]:
+    """The run config and the trained LightningModule (on CPU, in eval mode) of a checkpoint."""
+    ckpt, contents = read_checkpoint(path)
+    cfg = run_config(ckpt, contents)
+    try:
+        module = instantiate(cfg.module)
+    except Exception as exc:  # noqa: BLE001 - whatever the config lacks, the checkpoint is the problem
+        raise UserError(f"ckpt_path {ckpt} has a config that does not build a model: {user_message(exc) or type(exc).__name__}") from exc
+    check_weights(ckpt, contents["state_dict"], module)
+    module.load_state_dict(contents["state_dict"])
+    return cfg, module.eval()
+
+
+def datamodule_for(cfg: DictConfig, data_dir: str | None = None) -> L.LightningDataModule:
+    """The run's data with every digit (its split and seed kept), from `data_dir` when given."""
+    return instantiate(cfg.data, classes=None, **({"data_dir": data_dir} if data_dir else {}))
+
+
+@torch.no_grad()
+def in_batches(fn: Callable[[Tensor], Tensor], images: Tensor, batch_size: int = 1000) -> Tensor:
+    """`fn` applied to images (N, C, H, W), a batch at a time, without autograd; uint8 images are
+    first scaled to floats in [0, 1]. The outputs are concatenated as float32."""
+    scale = 255 if images.dtype == torch.uint8 else 1
+    return torch.cat([fn(chunk.float() / scale).float() for chunk in images.split(batch_size)])
