@@ -1,6 +1,8 @@
 """One-class anomaly detection by reconstruction error, the protocol of Ruff et al. 2018 (Deep SVDD,
 ICML, Table 1): for each digit c, train only on training images of c, score all 10,000 test images
 by how badly they are reconstructed, and report the AUROC with the nine other digits as anomalies.
+Two reconstruction-error scores are reported side by side: the per-image MSE, and the relative
+error ||x - x'||^2 / ||x||^2, which does not reward digits for having little ink.
 
     python -m autoencoder.anomaly                       # ten digits x three seeds, the whole table
     python -m autoencoder.anomaly digits=[3] seeds=[0] noise=0.3
@@ -22,12 +24,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from autoencoder import CONFIG_DIR
 from autoencoder.checkpoint import datamodule_for, in_batches, load_trained
 from autoencoder.errors import UserError, exit_on_user_error, run_cli
-from autoencoder.metrics import auroc, per_image_mse
+from autoencoder.metrics import auroc, per_image_mse, relative_error
 from autoencoder.train import train
 
 log = logging.getLogger(__name__)
 
 # Ruff et al. 2018, Table 1, MNIST, AUROC in % for normal digits 0..9.
+SCORES = {"mse": per_image_mse, "relative": relative_error}
 PUBLISHED = {
     "DCAE (Ruff et al.)": [97.6, 98.3, 85.4, 86.7, 86.5, 78.2, 94.6, 92.3, 86.5, 90.4],
     "OC Deep SVDD (Ruff et al.)": [98.0, 99.7, 91.7, 91.9, 94.9, 88.5, 98.3, 94.6, 93.9, 96.5],
@@ -45,8 +48,10 @@ def score_run(run_dir: Path, best_checkpoint: str, digit: int) -> dict:
     """AUROC of a one-class model on the full test set; anomalies are the other nine digits."""
     cfg, module = load_trained(best_checkpoint)
     images, labels = datamodule_for(cfg).split("test")
-    scores = per_image_mse(in_batches(module, images), images.float() / 255)
-    result = {"digit": digit, "seed": cfg.seed, "auroc": 100 * auroc(scores, labels != digit), "checkpoint": best_checkpoint}
+    clean = images.float() / 255
+    recon = in_batches(module, images)
+    scores = {name: score(recon, clean) for name, score in SCORES.items()}
+    result = {"digit": digit, "seed": cfg.seed, **{f"auroc_{name}": 100 * auroc(s, labels != digit) for name, s in scores.items()}, "checkpoint": best_checkpoint}
     (run_dir / "anomaly.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 
@@ -62,7 +67,7 @@ def one_class_run(cfg: DictConfig, out: Path, digit: int, seed: int) -> dict:
         run_cfg.output_dir, run_cfg.seed, run_cfg.data.classes = str(run_dir), seed, [digit]
     metrics = train(run_cfg)
     result = score_run(run_dir, metrics["best_checkpoint"], digit)
-    log.info("digit %d seed %d: AUROC %.2f", digit, seed, result["auroc"])
+    log.info("digit %d seed %d: AUROC %.2f (MSE), %.2f (relative error)", digit, seed, result["auroc_mse"], result["auroc_relative"])
     return result
 
 
@@ -71,25 +76,25 @@ def _mean_std(values: list[float]) -> str:
 
 
 def table(results: list[dict], digits: list[int], seeds: list[int]) -> tuple[dict, str]:
-    """Per-digit and mean AUROC as JSON and as a markdown table beside the published numbers."""
-    by_digit = {d: [r["auroc"] for r in results if r["digit"] == d] for d in digits}
-    seed_means = [statistics.mean(r["auroc"] for r in results if r["seed"] == s) for s in seeds]
-    summary = {
-        "digits": digits,
-        "seeds": seeds,
-        "auroc_per_digit": {d: by_digit[d] for d in digits},
-        "mean_auroc": statistics.mean(seed_means),
-        "mean_auroc_std_over_seeds": statistics.stdev(seed_means) if len(seeds) > 1 else None,
-        "runs": results,
-    }
-    names = list(PUBLISHED)
-    lines = [
-        "| digit | ours (mean ± std over seeds) | " + " | ".join(names) + " |",
-        "|---|---|" + "---|" * len(names),
-    ]
-    lines += [f"| {d} | {_mean_std(by_digit[d])} | " + " | ".join(f"{PUBLISHED[n][d]:.1f}" for n in names) + " |" for d in digits]
-    published_means = [statistics.mean(PUBLISHED[n][d] for d in digits) for n in names]
-    lines.append(f"| mean | **{_mean_std(seed_means)}** | " + " | ".join(f"{m:.2f}" for m in published_means) + " |")
+    """Per-digit and mean AUROC for each score, as JSON and as a markdown table beside the
+    published numbers. The mean is taken over digits for each seed, then mean ± std over seeds."""
+    summary: dict = {"digits": digits, "seeds": seeds}
+    columns = []
+    for name in SCORES:
+        by_digit = {d: [r[f"auroc_{name}"] for r in results if r["digit"] == d] for d in digits}
+        seed_means = [statistics.mean(r[f"auroc_{name}"] for r in results if r["seed"] == s) for s in seeds]
+        summary[name] = {
+            "auroc_per_digit": by_digit,
+            "mean_auroc": statistics.mean(seed_means),
+            "mean_auroc_std_over_seeds": statistics.stdev(seed_means) if len(seeds) > 1 else None,
+        }
+        columns.append([_mean_std(by_digit[d]) for d in digits] + [f"**{_mean_std(seed_means)}**"])
+    summary["runs"] = results
+    published = [[f"{v[d]:.1f}" for d in digits] + [f"{statistics.mean(v[d] for d in digits):.2f}"] for v in PUBLISHED.values()]
+    header = ["digit", "ours, MSE score", "ours, relative-error score", *PUBLISHED]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for i, label in enumerate([*map(str, digits), "mean"]):
+        lines.append("| " + " | ".join([label, *(c[i] for c in columns), *(p[i] for p in published)]) + " |")
     return summary, "\n".join(lines) + "\n"
 
 
@@ -108,7 +113,7 @@ def anomaly(cfg: DictConfig) -> dict:
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="anomaly")
 def main(cfg: DictConfig) -> float:
     with exit_on_user_error():
-        return anomaly(cfg)["mean_auroc"]
+        return anomaly(cfg)["relative"]["mean_auroc"]
 
 
 if __name__ == "__main__":

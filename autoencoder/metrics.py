@@ -20,6 +20,13 @@ def per_image_mse(images: Tensor, target: Tensor) -> Tensor:
     return (images.float() - target.float()).square().flatten(1).mean(1)
 
 
+def relative_error(images: Tensor, target: Tensor) -> Tensor:
+    """Squared reconstruction error of each image over the image's own energy, ||x - x'||^2 / ||x||^2:
+    an error score that does not favour digits with little ink (a 1 is cheap to get nearly right)."""
+    err = (images.float() - target.float()).square().flatten(1).sum(1)
+    return err / target.float().square().flatten(1).sum(1).clamp_min(1e-10)
+
+
 def psnr(images: Tensor, target: Tensor) -> Tensor:
     """Peak signal-to-noise ratio of each image in dB, peak 1: 10 log10(1 / MSE)."""
     return -10 * torch.log10(per_image_mse(images, target).clamp_min(1e-10))

@@ -14,12 +14,14 @@ def test_published_means_match_the_paper():
 
 
 def test_table_means_over_digits_then_seeds():
-    results = [{"digit": d, "seed": s, "auroc": 90.0 + d + 2 * s} for d in (0, 1) for s in (0, 1)]
+    results = [{"digit": d, "seed": s, "auroc_mse": 90.0 + d + 2 * s, "auroc_relative": 95.0} for d in (0, 1) for s in (0, 1)]
     summary, markdown = table(results, [0, 1], [0, 1])
-    assert summary["auroc_per_digit"] == {0: [90.0, 92.0], 1: [91.0, 93.0]}
-    assert summary["mean_auroc"] == pytest.approx(91.5)  # seed means 90.5 and 92.5
-    assert summary["mean_auroc_std_over_seeds"] == pytest.approx(2 ** 0.5)
-    assert "| 0 | 91.0 ± 1.4 | 97.6 | 98.0 |" in markdown and "| mean | **91.5 ± 1.4** | 97.95 | 98.85 |" in markdown
+    assert summary["mse"]["auroc_per_digit"] == {0: [90.0, 92.0], 1: [91.0, 93.0]}
+    assert summary["mse"]["mean_auroc"] == pytest.approx(91.5)  # seed means 90.5 and 92.5
+    assert summary["mse"]["mean_auroc_std_over_seeds"] == pytest.approx(2 ** 0.5)
+    assert summary["relative"]["mean_auroc"] == 95.0 and summary["relative"]["mean_auroc_std_over_seeds"] == 0
+    assert "| 0 | 91.0 ± 1.4 | 95.0 ± 0.0 | 97.6 | 98.0 |" in markdown
+    assert "| mean | **91.5 ± 1.4** | **95.0 ± 0.0** | 97.95 | 98.85 |" in markdown
 
 
 def entry(tmp_path, fake_mnist, *overrides):
@@ -31,14 +33,15 @@ def test_one_class_runs_score_the_whole_test_set_and_resume(fake_mnist, tmp_path
     assert summary["digits"] == [0, 4] and len(summary["runs"]) == 2
     for run in summary["runs"]:
         folder = tmp_path / f"digit{run['digit']}" / "seed0"
-        assert json.loads((folder / "anomaly.json").read_text()) == run and 0 <= run["auroc"] <= 100
+        assert json.loads((folder / "anomaly.json").read_text()) == run
+        assert 0 <= run["auroc_mse"] <= 100 and 0 <= run["auroc_relative"] <= 100
         config = (folder / "config.yaml").read_text()
         assert f"classes:\n  - {run['digit']}" in config
-    assert json.loads((tmp_path / "anomaly.json").read_text())["mean_auroc"] == pytest.approx(summary["mean_auroc"])
+    assert json.loads((tmp_path / "anomaly.json").read_text())["mse"]["mean_auroc"] == pytest.approx(summary["mse"]["mean_auroc"])
     assert "| 4 |" in (tmp_path / "anomaly.md").read_text()
 
     monkeypatch.setattr(anomaly_module, "train", lambda cfg: pytest.fail("a finished run was trained again"))
-    assert anomaly(entry(tmp_path, fake_mnist, "digits=[0,4]", "seeds=[0]"))["mean_auroc"] == summary["mean_auroc"]
+    assert anomaly(entry(tmp_path, fake_mnist, "digits=[0,4]", "seeds=[0]"))["relative"] == summary["relative"]
 
 
 @pytest.mark.parametrize("overrides, message", [(["digits=[]"], "digits must be a non-empty list"), (["digits=[3,12]"], r"digits must be a non-empty list of distinct integers in \[0, 9\], got \[3, 12\]"), (["seeds=[1,1]"], "seeds must be a non-empty list of distinct")])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from autoencoder.metrics import auroc, knn_accuracy, linear_probe_accuracy, per_image_mse, psnr, ssim
+from autoencoder.metrics import auroc, knn_accuracy, linear_probe_accuracy, per_image_mse, psnr, relative_error, ssim
 
 
 def test_psnr_of_a_known_mse():
@@ -45,3 +45,10 @@ def test_probes_on_separable_and_on_random_codes():
     noise_x = rng.normal(size=(500, 8)), rng.normal(size=(200, 8))
     assert linear_probe_accuracy(noise_x[0], train_y, noise_x[1], test_y) < 0.3  # chance is 0.1
     assert knn_accuracy(noise_x[0], train_y, noise_x[1], test_y) < 0.3
+
+
+def test_relative_error_ignores_how_much_ink_a_digit_has():
+    faint, bold = torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4)
+    faint[..., 0, :2], bold[..., :2, :] = 1.0, 1.0  # 2 and 8 lit pixels
+    assert relative_error(faint * 0.9, faint).item() == pytest.approx(relative_error(bold * 0.9, bold).item())
+    assert per_image_mse(faint * 0.9, faint).item() < per_image_mse(bold * 0.9, bold).item()
