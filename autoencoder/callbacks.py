@@ -140,7 +140,7 @@ class ValidationImages(L.Callback):
         if tensorboard is not None:
             tensorboard.add_image("val/reconstructions", grid, trainer.global_step)
         if self.codes:
-            figure = latent_scatter(torch.cat(self.codes), torch.cat(self.labels), f"epoch {trainer.current_epoch + 1}")
+            figure = latent_scatter(torch.cat(self.codes), torch.cat(self.labels), f"validation latent space, epoch {trainer.current_epoch + 1}")
             figure.savefig(self.output_dir / "latent.png", dpi=100)
             if tensorboard is not None:
                 tensorboard.add_figure("val/latent", figure, trainer.global_step)  # closes the figure
@@ -155,11 +155,11 @@ class ValidationImages(L.Callback):
         return None
 
 
-def latent_scatter(codes: torch.Tensor, labels: torch.Tensor, title: str = "") -> plt.Figure:
-    """A scatter of 2-D latent codes, one colour per digit."""
+def latent_scatter(codes: torch.Tensor, labels: torch.Tensor, title: str, axes: tuple[str, str] = ("z[0]", "z[1]")) -> plt.Figure:
+    """A scatter of 2-D points (latent codes or a 2-D map of them), one colour per digit."""
     figure, ax = plt.subplots(figsize=(6, 5))
     points = ax.scatter(codes[:, 0], codes[:, 1], c=labels, cmap="tab10", s=3, vmin=-0.5, vmax=9.5)
     figure.colorbar(points, ax=ax, ticks=range(10), label="digit")
-    ax.set(xlabel="z[0]", ylabel="z[1]", title=f"validation latent space {title}".strip())
+    ax.set(xlabel=axes[0], ylabel=axes[1], title=title)
     figure.tight_layout()
     return figure

@@ -115,14 +115,14 @@ def latent_figures(module: torch.nn.Module, codes: torch.Tensor, labels: torch.T
     """Scatter of the codes (PCA when wider than 2), optional t-SNE, manifold for a 2-D latent."""
     figures = {}
     if codes.shape[1] == 2:
-        figures["latent"] = latent_scatter(codes, labels, "(test)")
+        figures["latent"] = latent_scatter(codes, labels, "test latent space")
     else:
         pca = PCA(2).fit(codes.numpy())
-        figures["latent"] = latent_scatter(torch.from_numpy(pca.transform(codes.numpy())), labels, f"(test, PCA of {codes.shape[1]} dims)")
+        figures["latent"] = latent_scatter(torch.from_numpy(pca.transform(codes.numpy())), labels, f"test latent space ({codes.shape[1]} dims), PCA", ("PC 1", "PC 2"))
     if cfg.latent.tsne:
         n = min(cfg.latent.tsne_points, len(codes))
         embedded = TSNE(2, init="pca", random_state=cfg.seed).fit_transform(codes[:n].numpy())
-        figures["latent_tsne"] = latent_scatter(torch.from_numpy(embedded), labels[:n], "(test, t-SNE)")
+        figures["latent_tsne"] = latent_scatter(torch.from_numpy(embedded), labels[:n], f"test latent space ({codes.shape[1]} dims), t-SNE of {n} codes", ("t-SNE 1", "t-SNE 2"))
     return figures
 
 

@@ -25,10 +25,11 @@ def test_fixed_images_topped_up_when_digits_are_missing(tmp_path):
 
 
 def test_latent_scatter(tmp_path):
-    figure = latent_scatter(torch.randn(100, 2), torch.arange(100) % 10, "epoch 1")
+    figure = latent_scatter(torch.randn(100, 2), torch.arange(100) % 10, "test latent space, PCA", ("PC 1", "PC 2"))
     figure.savefig(tmp_path / "latent.png")
     assert (tmp_path / "latent.png").stat().st_size > 1000
-    assert figure.axes[0].get_title() == "validation latent space epoch 1"
+    ax = figure.axes[0]
+    assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == ("test latent space, PCA", "PC 1", "PC 2")
 
 
 def test_hms():
