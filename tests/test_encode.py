@@ -13,6 +13,7 @@ def test_encode_writes_codes_and_labels(trained_checkpoint, fake_mnist, tmp_path
     assert labels.shape == (size,) and set(labels.tolist()) == set(range(10))
 
 
+@pytest.mark.slow
 def test_encode_command_line(trained_checkpoint, fake_mnist, tmp_path):
     result = run_module("autoencoder.encode", f"ckpt_path={trained_checkpoint}", f"data_dir={fake_mnist}", f"hydra.run.dir={tmp_path}/out", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
