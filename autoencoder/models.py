@@ -61,7 +61,9 @@ class Autoencoder(nn.Module):
 
 class ConvAutoencoder(Autoencoder):
     """The lecture's network: conv stages with BatchNorm and LeakyReLU, a linear bottleneck, and a
-    mirrored decoder of transposed convs ending in Sigmoid."""
+    mirrored decoder of transposed convs ending in Sigmoid. `fc_hidden` puts fully connected
+    layers between the conv features and the code (empty in the lecture): with a tiny latent space
+    a single linear map to and from it leaves the decoder only a rank-`latent_dim` start."""
 
     def __init__(
         self,
@@ -71,9 +73,12 @@ class ConvAutoencoder(Autoencoder):
         strides: Sequence[int] = (1, 2, 2),
         kernel_size: int = 3,
         padding: int = 1,
+        fc_hidden: Sequence[int] = (),
     ):
         latent_dim = _check_latent_dim(latent_dim)
         input_shape = _check_input_shape(input_shape)
+        if not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in fc_hidden):
+            raise UserError(f"model.fc_hidden must be a list of positive integers, got {list(fc_hidden)}")
         if len(channels) != len(strides) or not channels:
             raise UserError(f"model.channels and model.strides need the same non-zero length, got {list(channels)} and {list(strides)}")
         in_channels = [input_shape[0], *channels[:-1]]
@@ -88,9 +93,10 @@ class ConvAutoencoder(Autoencoder):
         encoder: list[nn.Module] = []
         for c_in, c_out, s in zip(in_channels, channels, strides):
             encoder += [nn.Conv2d(c_in, c_out, kernel_size, s, padding), nn.BatchNorm2d(c_out), nn.LeakyReLU()]
-        encoder += [nn.Flatten(), nn.Linear(prod(bottleneck), latent_dim)]
+        dims = [prod(bottleneck), *fc_hidden, latent_dim]
+        encoder += [nn.Flatten(), *_linear_stack(dims)]
 
-        decoder: list[nn.Module] = [nn.Linear(latent_dim, prod(bottleneck)), nn.Unflatten(1, bottleneck), nn.LeakyReLU()]
+        decoder: list[nn.Module] = [*_linear_stack(dims[::-1]), nn.Unflatten(1, bottleneck), nn.LeakyReLU()]
         for i in reversed(range(len(channels))):
             v = (
                 output_padding_for(heights[i + 1], heights[i], kernel_size, strides[i], padding),

@@ -56,3 +56,13 @@ def test_bad_input_shape():
         ConvAutoencoder(input_shape=(1, 0, 28))
     with pytest.raises(UserError, match=r"model.input_shape \[1, 4, 4\] is too small for 3 conv stages"):
         ConvAutoencoder(input_shape=(1, 4, 4), kernel_size=5, padding=0)
+
+
+def test_conv_autoencoder_with_hidden_fully_connected_layers():
+    net = ConvAutoencoder(latent_dim=2, fc_hidden=[256, 64])
+    linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(3136, 256), (256, 64), (64, 2), (2, 64), (64, 256), (256, 3136)]
+    x = torch.rand(3, 1, 28, 28)
+    assert net.encoder(x).shape == (3, 2) and net(x).shape == x.shape
+    with pytest.raises(UserError, match=r"model.fc_hidden must be a list of positive integers, got \[0\]"):
+        ConvAutoencoder(fc_hidden=[0])
