@@ -117,7 +117,7 @@ def latent_figures(module: torch.nn.Module, codes: torch.Tensor, labels: torch.T
     if codes.shape[1] == 2:
         figures["latent"] = latent_scatter(codes, labels, "test latent space")
     else:
-        pca = PCA(2).fit(codes.numpy())
+        pca = PCA(2, random_state=cfg.seed).fit(codes.numpy())
         figures["latent"] = latent_scatter(torch.from_numpy(pca.transform(codes.numpy())), labels, f"test latent space ({codes.shape[1]} dims), PCA", ("PC 1", "PC 2"))
     if cfg.latent.tsne:
         n = min(cfg.latent.tsne_points, len(codes))
@@ -136,13 +136,13 @@ def manifold(module: torch.nn.Module, codes: torch.Tensor, steps: int) -> torch.
     return make_grid(images, nrow=steps, padding=0)
 
 
-def features(module: torch.nn.Module, train: tuple, test: tuple, cfg: DictConfig) -> dict:
+def features(module: torch.nn.Module, train: tuple, test: tuple, test_codes: torch.Tensor, cfg: DictConfig) -> dict:
     """Linear-probe and k-NN test accuracy on codes, raw pixels and PCA of the pixels."""
     (train_x, train_y), (test_x, test_y) = train, test
     if cfg.probe.train_size is not None:
         train_x, train_y = train_x[: cfg.probe.train_size], train_y[: cfg.probe.train_size]
     pixels = train_x.flatten(1).float().numpy() / 255, test_x.flatten(1).float().numpy() / 255
-    codes = (in_batches(module.net.encoder, train_x, cfg.batch_size).numpy(), in_batches(module.net.encoder, test_x, cfg.batch_size).numpy())
+    codes = in_batches(module.net.encoder, train_x, cfg.batch_size).numpy(), test_codes.numpy()
     pca = PCA(codes[0].shape[1], random_state=cfg.seed).fit(pixels[0])
     inputs = {"latent": codes, "pixels": pixels, f"pca{codes[0].shape[1]}": (pca.transform(pixels[0]), pca.transform(pixels[1]))}
     labels = train_y.numpy(), test_y.numpy()
@@ -181,7 +181,6 @@ def markdown(result: dict) -> str:
 def evaluate(cfg: DictConfig) -> dict:
     """Run every measure on the checkpoint; write evaluation.json/.md, figures and TensorBoard."""
     run_cfg, module = load_trained(cfg.ckpt_path)
-    torch.manual_seed(cfg.seed)
     data = datamodule_for(run_cfg, cfg.data_dir)
     test_x, test_y = data.split("test")
     out = Path(cfg.output_dir)
@@ -192,10 +191,10 @@ def evaluate(cfg: DictConfig) -> dict:
     result["reconstruction"] = reconstruction(module, test_x, cfg.batch_size)
     log.info("reconstruction: %s", result["reconstruction"])
     result["denoising"] = denoising(module, data.split("val")[0], test_x, cfg)
-    result["features"] = features(module, data.split("train"), (test_x, test_y), cfg)
+    codes = in_batches(module.net.encoder, test_x, cfg.batch_size)
+    result["features"] = features(module, data.split("train"), (test_x, test_y), codes, cfg)
 
     figures = {"denoising_psnr": psnr_plot(result["denoising"])}
-    codes = in_batches(module.net.encoder, test_x, cfg.batch_size)
     figures.update(latent_figures(module, codes, test_y, cfg))
     if codes.shape[1] == 2:
         grid = manifold(module, codes, cfg.latent.manifold_steps)
