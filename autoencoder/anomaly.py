@@ -19,18 +19,18 @@ import statistics
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 from autoencoder import CONFIG_DIR
 from autoencoder.checkpoint import datamodule_for, in_batches, load_trained
-from autoencoder.errors import UserError, exit_on_user_error, run_cli
+from autoencoder.errors import UserError, as_list, distinct_ints, exit_on_user_error, run_cli
 from autoencoder.metrics import auroc, per_image_mse, relative_error
 from autoencoder.train import train
 
 log = logging.getLogger(__name__)
 
-# Ruff et al. 2018, Table 1, MNIST, AUROC in % for normal digits 0..9.
 SCORES = {"mse": per_image_mse, "relative": relative_error}
+# Ruff et al. 2018, Table 1, MNIST, AUROC in % for normal digits 0..9.
 PUBLISHED = {
     "DCAE (Ruff et al.)": [97.6, 98.3, 85.4, 86.7, 86.5, 78.2, 94.6, 92.3, 86.5, 90.4],
     "OC Deep SVDD (Ruff et al.)": [98.0, 99.7, 91.7, 91.9, 94.9, 88.5, 98.3, 94.6, 93.9, 96.5],
@@ -38,9 +38,9 @@ PUBLISHED = {
 
 
 def _check_list(cfg: DictConfig, key: str, allowed: range) -> list[int]:
-    values = list(cfg[key]) if OmegaConf.is_list(cfg[key]) else [cfg[key]]
-    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v in allowed for v in values) or len(set(values)) != len(values):
-        raise UserError(f"{key} must be a non-empty list of distinct integers in [{allowed.start}, {allowed.stop - 1}], got {values!r}")
+    values = distinct_ints(cfg[key], allowed)
+    if values is None:
+        raise UserError(f"{key} must be a non-empty list of distinct integers in [{allowed.start}, {allowed.stop - 1}], got {as_list(cfg[key])!r}")
     return values
 
 

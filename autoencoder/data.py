@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from autoencoder import REPO_DIR
-from autoencoder.errors import UserError
+from autoencoder.errors import UserError, as_list, distinct_ints
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +67,10 @@ def _check_classes(classes: Sequence[int] | None) -> list[int] | None:
     """None keeps every digit; otherwise a non-empty list of distinct digits 0-9."""
     if classes is None:
         return None
-    classes = list(classes) if isinstance(classes, Sequence) and not isinstance(classes, str) else [classes]
-    if not classes or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 9 for c in classes) or len(set(classes)) != len(classes):
-        raise UserError(f"data.classes must be null (all digits) or a non-empty list of distinct digits 0-9, got {classes!r}")
-    return sorted(classes)
+    digits = distinct_ints(classes, range(10))
+    if digits is None:
+        raise UserError(f"data.classes must be null (all digits) or a non-empty list of distinct digits 0-9, got {as_list(classes)!r}")
+    return sorted(digits)
 
 
 class MNISTDataModule(L.LightningDataModule):

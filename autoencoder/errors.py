@@ -8,7 +8,7 @@ Set AUTOENCODER_DEBUG=1 to see the traceback.
 
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from hydra.errors import HydraException, MissingConfigException
@@ -19,6 +19,19 @@ EXIT_USER_ERROR = 2
 
 class UserError(Exception):
     """Input the user can fix; its message says what was wrong and what is allowed."""
+
+
+def as_list(value: object) -> list:
+    """A config value that may be one item or a list (e.g. `digits=3` or `digits=[3,5]`) as a list."""
+    return list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+
+
+def distinct_ints(value: object, allowed: range) -> list[int] | None:
+    """`value` as a list when it is a non-empty set of distinct integers within `allowed`, else
+    None (the caller says what the setting means in its error)."""
+    values = as_list(value)
+    ok = values and all(isinstance(v, int) and not isinstance(v, bool) and v in allowed for v in values)
+    return values if ok and len(set(values)) == len(values) else None
 
 
 def _chain(exc: BaseException | None) -> list[BaseException]:

@@ -64,9 +64,7 @@ def corruption(name: str, noise: float) -> torch.nn.Module:
     return instantiate(OmegaConf.load(path), noise=noise)
 
 
-def reconstruction(module: torch.nn.Module, images: torch.Tensor, batch_size: int) -> dict:
-    clean = images.float() / 255
-    recon = in_batches(module, images, batch_size)
+def reconstruction(recon: torch.Tensor, clean: torch.Tensor) -> dict:
     return {
         "mse": float(F.mse_loss(recon, clean)),
         "bce": float(F.binary_cross_entropy(recon.clamp(1e-7, 1 - 1e-7), clean)),
@@ -131,9 +129,7 @@ def manifold(module: torch.nn.Module, codes: torch.Tensor, steps: int) -> torch.
     low, high = torch.quantile(codes, 0.01, dim=0), torch.quantile(codes, 0.99, dim=0)
     ys, xs = torch.linspace(high[1], low[1], steps), torch.linspace(low[0], high[0], steps)
     grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), -1).flip(-1).reshape(-1, 2)
-    with torch.no_grad():
-        images = module.net.decoder(grid).float()
-    return make_grid(images, nrow=steps, padding=0)
+    return make_grid(in_batches(module.net.decoder, grid), nrow=steps, padding=0)
 
 
 def features(module: torch.nn.Module, train: tuple, test: tuple, test_codes: torch.Tensor, cfg: DictConfig) -> dict:
@@ -188,10 +184,10 @@ def evaluate(cfg: DictConfig) -> dict:
     writer = SummaryWriter(str(out / "tensorboard"))
 
     result = {"checkpoint": str(Path(cfg.ckpt_path).expanduser().resolve()), "latent_dim": module.net.latent_dim, "trained_noise": run_cfg.noise}
-    result["reconstruction"] = reconstruction(module, test_x, cfg.batch_size)
+    codes = in_batches(module.net.encoder, test_x, cfg.batch_size)
+    result["reconstruction"] = reconstruction(in_batches(module.net.decoder, codes, cfg.batch_size), test_x.float() / 255)
     log.info("reconstruction: %s", result["reconstruction"])
     result["denoising"] = denoising(module, data.split("val")[0], test_x, cfg)
-    codes = in_batches(module.net.encoder, test_x, cfg.batch_size)
     result["features"] = features(module, data.split("train"), (test_x, test_y), codes, cfg)
 
     figures = {"denoising_psnr": psnr_plot(result["denoising"])}
@@ -211,11 +207,12 @@ def evaluate(cfg: DictConfig) -> dict:
         if isinstance(scores, dict):
             writer.add_scalar(f"eval/linear_probe/{name}", scores["linear_probe_accuracy"])
             writer.add_scalar(f"eval/knn/{name}", scores["knn_accuracy"])
-    writer.add_text("eval/tables", markdown(result))
+    tables = markdown(result)
+    writer.add_text("eval/tables", tables)
     writer.close()
 
     (out / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "evaluation.md").write_text(markdown(result))
+    (out / "evaluation.md").write_text(tables)
     log.info("evaluation written to %s", out)
     return result
 
