@@ -11,7 +11,7 @@ ifneq ($(wildcard $(SHARED_DATA)/MNIST/raw),)
 export AUTOENCODER_DATA_DIR ?= $(SHARED_DATA)
 endif
 
-.PHONY: install train test test-fast clean
+.PHONY: install train bench test test-fast clean
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,10 @@ $(VENV)/.installed: pyproject.toml
 
 train: install
 	$(BIN)/python -m autoencoder.train $(ARGS)
+
+# Lecture-style loop vs framework vs compute bound; writes the table to docs/benchmarks.md.
+bench: install
+	$(BIN)/python -m autoencoder.bench $(ARGS)
 
 # pytest exits 5 when it collects no test; say so instead of failing obscurely.
 test: install

@@ -86,8 +86,11 @@ def load_trained(path: str | Path) -> tuple[DictConfig, L.LightningModule]:
 
 
 def datamodule_for(cfg: DictConfig, data_dir: str | None = None) -> L.LightningDataModule:
-    """The run's data with every digit (its split and seed kept), from `data_dir` when given."""
-    return instantiate(cfg.data, classes=None, **({"data_dir": data_dir} if data_dir else {}))
+    """The run's data with every digit and training image (its split and seed kept), from `data_dir`
+    when given."""
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    data.pop("num_workers", None)  # runs from before the in-memory batches had it
+    return instantiate(data, classes=None, train_size=None, **({"data_dir": data_dir} if data_dir else {}))
 
 
 @torch.no_grad()

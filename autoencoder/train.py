@@ -9,6 +9,7 @@ import json
 import logging
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
@@ -18,17 +19,19 @@ from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-import autoencoder.precision  # noqa: F401 - registers the ${fastest_precision:} resolver
 from autoencoder import CONFIG_DIR
 from autoencoder.callbacks import EpochSummary, ValidationImages
 from autoencoder.checkpoint import ConfigInCheckpoint, check_resume_checkpoint
 from autoencoder.errors import exit_on_user_error, run_cli
+from autoencoder.precision import check_precision  # importing it registers ${fastest_precision:}
 
 log = logging.getLogger(__name__)
 
 # Harmless notes from third-party code that would otherwise print on every run.
 warnings.filterwarnings("ignore", message=r"Precision .* is not supported by the model summary")
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+# Batches are gathered from tensors in memory: worker processes would only copy the data set.
+warnings.filterwarnings("ignore", message=r".*does not have many workers")
 
 
 def _hparams(cfg: DictConfig) -> dict:
@@ -39,8 +42,10 @@ def _hparams(cfg: DictConfig) -> dict:
     return params
 
 
-def train(cfg: DictConfig) -> dict:
-    """Fit, test the best checkpoint, write metrics.json; returns the metrics."""
+def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
+    """Fit, test the best checkpoint, write metrics.json; returns the metrics. `callbacks` are
+    added to the run's own (the benchmark times steps with one)."""
+    check_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
@@ -52,7 +57,7 @@ def train(cfg: DictConfig) -> dict:
 
     summary = EpochSummary()
     checkpoint = instantiate(cfg.checkpoint)
-    callbacks = [summary, checkpoint, ValidationImages(out), ConfigInCheckpoint(cfg)]
+    callbacks = [summary, checkpoint, ValidationImages(out), ConfigInCheckpoint(cfg), *callbacks]
     early_stopping = instantiate(cfg.early_stopping) if cfg.early_stopping else None
     if early_stopping is not None:
         callbacks.append(early_stopping)

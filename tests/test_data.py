@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from autoencoder.data import MNISTDataModule, load_split, read_idx
+from autoencoder.data import MNISTDataModule, ShuffledBatches, load_split, read_idx
 from autoencoder.errors import UserError
 from tests.conftest import TEST_SIZE, TRAIN_SIZE, fake_digits, make_fake_mnist, write_idx
 
@@ -106,7 +106,9 @@ def test_mismatched_images_and_labels(tmp_path):
         datamodule(root)
 
 
-@pytest.mark.parametrize("kwargs", [{"batch_size": 0}, {"val_size": -1}, {"num_workers": -1}, {"batch_size": "abc"}, {"val_size": TRAIN_SIZE}])
+@pytest.mark.parametrize(
+    "kwargs", [{"batch_size": 0}, {"val_size": -1}, {"batch_size": "abc"}, {"val_size": TRAIN_SIZE}, {"train_size": 0}, {"train_size": 1.5}, {"train_size": TRAIN_SIZE}]
+)
 def test_bad_settings(fake_mnist, kwargs):
     with pytest.raises(UserError, match=rf"data\.{next(iter(kwargs))} must be"):
         datamodule(fake_mnist, **kwargs)
@@ -149,3 +151,52 @@ def test_bad_class_filters(fake_mnist, classes):
 def test_unknown_split(fake_mnist):
     with pytest.raises(UserError, match="split must be one of train, val, test, got 'validation'"):
         datamodule(fake_mnist).split("validation")
+
+
+def epoch_batches(dm: MNISTDataModule, epoch: int = 0) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(indices into the train split, float images, labels) of each training batch of an epoch."""
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(epoch)  # what Lightning does before each epoch
+    return [(index, *dm.on_after_batch_transfer(batch, 0)) for index, batch in zip(list(loader.sampler), loader)]
+
+
+def test_fast_batches_equal_torchvision_mnist_at_the_same_indices(fake_mnist):
+    from torchvision.datasets import MNIST
+    from torchvision.transforms import ToTensor
+
+    reference = MNIST(str(fake_mnist), train=True, transform=ToTensor())
+    dm = datamodule(fake_mnist)
+    for index, images, labels in epoch_batches(dm):
+        official = dm.train_index[index]  # positions in the official training file
+        expected = [reference[i] for i in official.tolist()]
+        assert torch.equal(images, torch.stack([image for image, _ in expected]))
+        assert labels.tolist() == [label for _, label in expected]
+
+
+def test_every_training_image_once_per_epoch_in_a_seeded_order(fake_mnist):
+    dm = datamodule(fake_mnist, batch_size=32)
+    n = len(dm.train_set)
+    first, again, second = (torch.cat([index for index, _, _ in epoch_batches(dm, epoch)]) for epoch in (0, 0, 1))
+    assert torch.equal(first.sort().values, torch.arange(n)) and torch.equal(second.sort().values, torch.arange(n))
+    assert torch.equal(first, again) and not torch.equal(first, second)  # reshuffled each epoch, the same for the same epoch
+    assert not torch.equal(first, torch.cat([i for i, _, _ in epoch_batches(datamodule(fake_mnist, shuffle_seed=1))]))
+    assert [len(i) for i, _, _ in epoch_batches(dm)] == [32] * (n // 32) + [n % 32]
+
+
+def test_validation_and_test_batches_keep_their_order(fake_mnist):
+    dm = datamodule(fake_mnist, batch_size=16)
+    images = torch.cat([x for x, _ in dm.val_dataloader()])
+    assert torch.equal(images, dm.val_set.tensors[0])
+
+
+def test_fast_batches_respect_the_class_filter_and_the_subset(fake_mnist):
+    dm = datamodule(fake_mnist, classes=[3, 7], train_size=40)
+    labels = torch.cat([y for _, _, y in epoch_batches(dm)])
+    assert len(labels) == 40 and set(labels.tolist()) == {3, 7}
+    full = datamodule(fake_mnist, classes=[3, 7])
+    assert torch.equal(dm.train_index, full.train_index[:40])  # the subset is the start of the seeded split
+
+
+def test_shuffled_batches_without_shuffle():
+    batches = ShuffledBatches(10, 4, shuffle=False)
+    assert len(batches) == 3 and [b.tolist() for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]

@@ -56,3 +56,9 @@ def test_bce_loss():
 def test_unknown_loss():
     with pytest.raises(UserError, match="loss must be one of mse, bce, got 'l2'"):
         identity_module(Gaussian(noise=0), loss="l2")
+
+
+def test_unknown_compile_mode():
+    net = Autoencoder(nn.Flatten(), nn.Unflatten(1, (1, 4, 4)), latent_dim=16, input_shape=(1, 4, 4))
+    with pytest.raises(UserError, match="compile must be one of False, True, default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs, got 'fast'"):
+        LitAutoencoder(net, Gaussian(noise=0), optimizer=torch.optim.SGD, compile="fast")

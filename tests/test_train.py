@@ -2,9 +2,12 @@ import inspect
 import json
 import os
 import re
+import sys
 
 import lightning
 import pytest
+import torch
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -182,3 +185,65 @@ def test_command_line_bad_input(tmp_path, fake_mnist, overrides, message):
     assert "Traceback" not in result.stderr + result.stdout
     assert (earlier / "metrics.json").read_text() == '{"test_loss": 0.01}\n'
     assert not list(tmp_path.glob("outputs/*/*/metrics.json"))
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_precision_options_train(make_cfg, precision):
+    assert train(make_cfg(f"trainer.precision={precision}", "logger=none"))["precision"] == precision
+
+
+def test_channels_last_weights_and_a_checkpoint_that_loads_into_a_plain_network(make_cfg):
+    from autoencoder.checkpoint import load_trained
+
+    metrics = train(make_cfg("channels_last=true", "logger=none"))
+    cfg, module = load_trained(metrics["best_checkpoint"])
+    conv = module.net.encoder[3].weight  # 32 -> 64 channels (with one channel both layouts agree)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    plain = instantiate(cfg.model)
+    plain.load_state_dict(module.net.state_dict())
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.allclose(plain.eval()(x), module.net(x), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_compiled_network_trains(make_cfg):
+    assert train(make_cfg("compile=true", "logger=none"))["test_loss"] > 0
+
+
+HOST_READS = ("item", "tolist", "numpy", "cpu", "__float__", "__int__", "__bool__")
+
+
+def host_reads_while_training(make_cfg, monkeypatch, tmp_path, batches: int) -> list[str]:
+    """The tensor reads on the host (on a GPU, each one waits for the device) during the training
+    steps of a one-epoch run, validation excluded. The optimizer's step counters are left out:
+    torch keeps them on the CPU even when training on a GPU."""
+    reads, counting = [], [False]
+    for name in HOST_READS:
+        original = getattr(torch.Tensor, name)
+
+        def read(self, *args, _original=original, _name=name, **kwargs):
+            if counting[0] and "torch/optim/" not in sys._getframe(1).f_code.co_filename.replace("\\", "/"):
+                reads.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, read)
+
+    class Window(lightning.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            counting[0] = True
+
+        def on_validation_start(self, trainer, pl_module):
+            counting[0] = False
+
+    try:
+        cfg = make_cfg(f"trainer.limit_train_batches={batches}", "trainer.log_every_n_steps=1000", output_dir=tmp_path / f"run{batches}")
+        train(cfg, callbacks=[Window()])
+    finally:
+        monkeypatch.undo()
+    return reads
+
+
+def test_training_steps_never_wait_for_the_device(make_cfg, monkeypatch, tmp_path):
+    # Between logging intervals the loss stays on the device; images and plots wait for validation.
+    # What remains is per epoch (the loader's seed), so 8 steps read no more than 2.
+    assert host_reads_while_training(make_cfg, monkeypatch, tmp_path, 8) == host_reads_while_training(make_cfg, monkeypatch, tmp_path, 2)
