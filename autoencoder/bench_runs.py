@@ -7,7 +7,8 @@ measurements to the `result` path named in the settings:
   sample, a DataLoader, noise added on the CPU per batch, fp32, Adam, MSE, `loss.item()` each step.
 - `framework`: the framework itself, `train(cfg)` with the project's defaults plus `overrides`.
 - `compute`: the pure compute bound: the framework's network, precision and memory format doing only
-  forward, backward and optimizer step on float batches already in memory.
+  forward, backward and optimizer step on batches already in memory (noisy inputs and clean
+  targets, both made before the clock starts).
 
 All three compose the same config, so they train the same network from the same initial weights on
 the same training images, with the same batch size, learning rate and number of epochs. Each
@@ -164,15 +165,17 @@ def compute(cfg: DictConfig, clock: EpochClock) -> str:
     optimizer = instantiate(cfg.optimizer)(net.parameters())
     dtype = AUTOCAST[str(cfg.trainer.precision)]
     scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
+    corruption = instantiate(cfg.corruption)
     batches = ShuffledBatches(len(images), cfg.data.batch_size, shuffle=True, seed=cfg.seed)
     for epoch in range(cfg.trainer.max_epochs):
         batches.set_epoch(epoch)
-        epoch_batches = [images[index].to(device).float().div_(255) for index in batches]  # made before the clock starts
+        clean = [images[index].to(device).float().div_(255) for index in batches]  # all made before the clock starts
+        epoch_batches = [(corruption(x), x) for x in clean]
         clock.start_epoch()
-        for x in epoch_batches:
+        for noisy, x in epoch_batches:
             clock.step_started()
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                out = net(x)
+                out = net(noisy)
             loss = F.mse_loss(out.float(), x)
             optimizer.zero_grad()
             scaler.scale(loss).backward()
