@@ -27,6 +27,7 @@ from omegaconf import DictConfig
 
 from autoencoder import CONFIG_DIR
 from autoencoder.errors import UserError, exit_on_user_error, run_cli
+from autoencoder.files import write_atomic
 
 LECTURE, DEFAULTS, COMPUTE = "a: lecture-style loop", "b: framework defaults", "c: compute bound"
 
@@ -119,10 +120,7 @@ def write_section(path: Path, device: str, section: str) -> None:
         text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
     else:
         text = text.rstrip("\n") + f"\n\n{block}\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_atomic(path, text)
 
 
 def bench(cfg: DictConfig, command: str) -> dict[str, list[dict]]:

@@ -28,7 +28,6 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-import autoencoder.precision  # noqa: F401 - registers the ${fastest_precision:} resolver
 from autoencoder import CONFIG_DIR
 from autoencoder.data import ShuffledBatches
 

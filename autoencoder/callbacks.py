@@ -49,7 +49,7 @@ class EpochSummary(L.Callback):
         self.validated = False
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.epoch_samples += len(batch[0])
+        self.epoch_samples += len(batch[0]) * trainer.world_size  # every DDP process takes a batch
 
     def _stop_epoch_clock(self) -> None:
         if self.epoch_start is not None:

@@ -83,24 +83,31 @@ def _check_classes(classes: Sequence[int] | None) -> list[int] | None:
 class ShuffledBatches(Sampler[torch.Tensor]):
     """Index batches over `n` items: slices of a permutation seeded by `seed + epoch` (Lightning
     calls `set_epoch` before each epoch, so a resumed run sees the same order), or of 0..n-1 when
-    `shuffle` is off. Every item comes once per epoch; the last batch may be short."""
+    `shuffle` is off. Every item comes once per epoch; the last batch may be short.
 
-    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, device: torch.device | str = "cpu"):
+    Under DDP, process `rank` of `world_size` takes every world_size-th batch. All processes must
+    take the same number of steps, so when the batches do not divide evenly the last processes
+    wrap around to the first batches (as torch's DistributedSampler pads)."""
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1):
         self.n, self.batch_size, self.shuffle, self.seed, self.device = n, batch_size, shuffle, seed, device
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return math.ceil(self.n / self.batch_size)
+        return math.ceil(math.ceil(self.n / self.batch_size) / self.world_size)
 
     def __iter__(self):
         if self.shuffle:
             order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
         else:
             order = torch.arange(self.n)
-        yield from order.to(self.device).split(self.batch_size)  # one copy per epoch, none per batch
+        batches = order.to(self.device).split(self.batch_size)  # one copy per epoch, none per batch
+        for i in range(self.rank, len(self) * self.world_size, self.world_size):
+            yield batches[i % len(batches)]
 
 
 class MNISTDataModule(L.LightningDataModule):
@@ -202,7 +209,9 @@ class MNISTDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: TensorDataset, shuffle: bool) -> DataLoader:
         # batch_size=None: the sampler yields whole index batches and `dataset[batch]` gathers them.
-        return DataLoader(dataset, batch_size=None, sampler=ShuffledBatches(len(dataset), self.batch_size, shuffle, self.shuffle_seed, self.device))
+        rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        batches = ShuffledBatches(len(dataset), self.batch_size, shuffle, self.shuffle_seed, self.device, rank, world_size)
+        return DataLoader(dataset, batch_size=None, sampler=batches)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

@@ -75,7 +75,7 @@ class LitAutoencoder(L.LightningModule):
         x, y = batch
         z = self.net.encoder(self.corruption(x, self.eval_generator(batch_idx, x.device)))
         loss = self.reconstruction_loss(self.net.decoder(z), x)
-        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=True)
+        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)  # averaged over DDP processes
         return {"loss": loss, "z": z, "y": y}
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:

@@ -3,14 +3,13 @@
 bf16 autocast roughly doubles training speed on CPUs with native bf16 (AVX512-BF16 or AMX) and on
 recent GPUs, and keeps fp32's dynamic range, so it needs no loss scaling. CPUs without bf16 only
 emulate it (slower than fp32), and older GPUs get fp16 with loss scaling. Configs use it as
-`precision: ${fastest_precision:cpu}`.
+`precision: ${fastest_precision:cpu}` (registered in autoencoder.resolvers).
 """
 
 from functools import cache
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
 from autoencoder.errors import UserError
 
@@ -47,5 +46,3 @@ def check_precision(precision: object, accelerator: str) -> None:
     if precision == "16-mixed" and not _uses_gpu(accelerator):
         raise UserError("trainer.precision=16-mixed needs a GPU (fp16 autocast is not supported on the CPU); use bf16-mixed or 32-true")
 
-
-OmegaConf.register_new_resolver("fastest_precision", fastest_precision, replace=True)

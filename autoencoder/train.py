@@ -1,12 +1,14 @@
 """Train an autoencoder: `python -m autoencoder.train model.latent_dim=2 noise=0.3`.
 
-`train(cfg)` does the work (tests call it with a composed config); the `@hydra.main` function only
-hands it the config. A run folder gets the resolved config, TensorBoard events, checkpoints (best
-by val loss, and last), image grids and `metrics.json`.
+`train(cfg)` does the work (tests call it with a composed config); the `@hydra.main` function hands
+it the config and, in a sweep, keeps one failed job from ending the others. A run folder gets the
+resolved config, TensorBoard events, checkpoints (best by val loss, and last), image grids and
+`metrics.json` (with DDP, only the first process writes them).
 """
 
 import json
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -14,16 +16,21 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from autoencoder import CONFIG_DIR
 from autoencoder.callbacks import EpochSummary, ValidationImages
 from autoencoder.checkpoint import ConfigInCheckpoint, check_resume_checkpoint
-from autoencoder.errors import exit_on_user_error, run_cli
-from autoencoder.precision import check_precision  # importing it registers ${fastest_precision:}
+from autoencoder.errors import exit_on_user_error, run_cli, user_message
+from autoencoder.files import write_atomic
+from autoencoder.precision import check_precision
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +54,10 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
     added to the run's own (the benchmark times steps with one)."""
     check_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+    if rank_zero_only.rank == 0:
+        write_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = instantiate(cfg.data)
@@ -81,9 +90,12 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
         "best_checkpoint": checkpoint.best_model_path or None,
         "last_checkpoint": checkpoint.last_model_path or None,
         "precision": str(trainer.precision),
+        "status": "completed",
     }
     metrics["test_loss"] = trainer.test(module, datamodule=datamodule, ckpt_path=metrics["best_checkpoint"], verbose=False)[0]["test/loss"]
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if not trainer.is_global_zero:
+        return metrics
+    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     if isinstance(logger, TensorBoardLogger):
         logger.log_hyperparams(_hparams(cfg), {"hparams/best_val_loss": metrics["best_val_loss"], "hparams/test_loss": metrics["test_loss"]})
     elif logger:
@@ -100,10 +112,41 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
     return metrics
 
 
+def thread_share(launcher: DictConfig) -> int | None:
+    """CPU threads per job when a parallel launcher runs `n_jobs` at once (joblib's n_jobs < 0
+    means all cores but |n_jobs| - 1), so that the jobs together use each core once."""
+    n_jobs = launcher.get("n_jobs")
+    if not isinstance(n_jobs, int) or n_jobs in (0, 1):
+        return None
+    cores = os.cpu_count() or 1
+    workers = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)
+    return max(1, cores // workers)
+
+
+def record_failure(out: Path, error: str) -> None:
+    """metrics.json of a failed job: its status and one-line error, for the sweep's summary."""
+    if rank_zero_only.rank == 0:
+        write_atomic(out / "metrics.json", json.dumps({"status": "failed", "error": error}, indent=2) + "\n")
+
+
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    with exit_on_user_error():
+    """The monitored metric (best val loss) for Hydra's sweepers. A single run stops at a bad input
+    with one error line; a job of a sweep records its error in metrics.json and returns NaN (a
+    failed Optuna trial), so the other jobs go on."""
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        with exit_on_user_error():
+            return train(cfg)["best_val_loss"]
+    if cfg.threads is None:
+        cfg.threads = thread_share(hydra_cfg.launcher)
+    try:
         return train(cfg)["best_val_loss"]
+    except Exception as exc:  # noqa: BLE001 - whatever went wrong, the other jobs go on
+        error = user_message(exc) or f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        log.error("job failed: %s", error, exc_info=user_message(exc) is None)
+        record_failure(Path(cfg.output_dir), error)
+        return float("nan")
 
 
 if __name__ == "__main__":

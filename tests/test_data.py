@@ -202,3 +202,12 @@ def test_fast_batches_respect_the_class_filter_and_the_subset(fake_mnist):
 def test_shuffled_batches_without_shuffle():
     batches = ShuffledBatches(10, 4, shuffle=False)
     assert len(batches) == 3 and [b.tolist() for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+def test_ddp_processes_take_turns_and_the_same_number_of_batches():
+    shards = [list(ShuffledBatches(12, 3, shuffle=True, seed=1, rank=rank, world_size=2)) for rank in range(2)]
+    assert [len(s) for s in shards] == [2, 2]
+    assert sorted(torch.cat([b for s in shards for b in s]).tolist()) == list(range(12))  # every item once
+    # 3 batches for 2 processes: the second wraps around to the first batch.
+    uneven = [[b.tolist() for b in ShuffledBatches(10, 4, shuffle=False, rank=rank, world_size=2)] for rank in range(2)]
+    assert uneven == [[[0, 1, 2, 3], [8, 9]], [[4, 5, 6, 7], [0, 1, 2, 3]]]
