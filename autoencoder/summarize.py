@@ -98,27 +98,34 @@ def _fmt(value: object, spec: str = ".5f") -> str:
     return format(value, spec) if isinstance(value, float) else str(value)
 
 
+def _shown(overrides: list[str], common: set[str]) -> str:
+    return f"`{' '.join(o for o in overrides if o not in common) or '(defaults)'}`"
+
+
 def to_markdown(sweep: Path, rows: list[dict], groups: list[dict]) -> str:
+    """The tables; overrides shared by every job are listed once above them."""
     done = sum(r["status"] == "completed" for r in rows)
+    common = set.intersection(*(set(r["overrides"]) for r in rows)) if len(rows) > 1 else set()
     lines = [
         f"# Sweep {sweep}",
         "",
         f"{len(rows)} jobs: {done} completed, {sum(r['status'] == 'failed' for r in rows)} failed, "
         f"{sum(r['status'] == 'unfinished' for r in rows)} unfinished. Sorted by best val loss.",
         "",
+        *([f"Every job: `{' '.join(o for o in rows[0]['overrides'] if o in common)}`", ""] if common else []),
         "| # | job | overrides | best val loss | test loss | epochs | samples/s | status | folder |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for rank, r in enumerate(rows, 1):
         status = f"failed: {r['error']}" if r["status"] == "failed" and r["error"] else r["status"]
         lines.append(
-            f"| {rank} | {r['job']} | `{' '.join(r['overrides']) or '(defaults)'}` | {_fmt(r[MONITOR])} | {_fmt(r['test_loss'])} "
+            f"| {rank} | {r['job']} | {_shown(r['overrides'], common)} | {_fmt(r[MONITOR])} | {_fmt(r['test_loss'])} "
             f"| {_fmt(r['epochs'])} | {_fmt(r['samples_per_s'], '.0f')} | {status} | {Path(r['folder']).name} |"
         )
     if groups:
         lines += ["", "## Over seeds (mean ± std)", "", "| overrides | jobs | best val loss | test loss |", "|---|---|---|---|"]
         for g in groups:
-            lines.append(f"| `{' '.join(g['overrides']) or '(defaults)'}` | {g['jobs']} | {_fmt(g[MONITOR])} | {_fmt(g['test_loss'])} |")
+            lines.append(f"| {_shown(g['overrides'], common)} | {g['jobs']} | {_fmt(g[MONITOR])} | {_fmt(g['test_loss'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -143,7 +150,8 @@ def plot(rows: list[dict], path: Path) -> bool:
     of the others; False when nothing was swept or no job has finished."""
     done = [r for r in rows if r["status"] == "completed" and r["test_loss"] is not None]
     settings = [dict(_split(o) for o in r["overrides"] if _split(o)[0] != "seed") for r in done]
-    swept = sorted({k for s in settings for k in s if len({t.get(k) for t in settings}) > 1}, key=lambda k: [k in s for s in settings].index(True))
+    keys = dict.fromkeys(k for s in settings for k in s)  # in command-line order
+    swept = [k for k in keys if len({s.get(k) for s in settings}) > 1]
     if not done or not swept:
         return False
     x_key, line_keys = swept[0], swept[1:]

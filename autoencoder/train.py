@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,12 +32,6 @@ from autoencoder.files import write_atomic
 from autoencoder.precision import check_precision
 
 log = logging.getLogger(__name__)
-
-# Harmless notes from third-party code that would otherwise print on every run.
-warnings.filterwarnings("ignore", message=r"Precision .* is not supported by the model summary")
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-# Batches are gathered from tensors in memory: worker processes would only copy the data set.
-warnings.filterwarnings("ignore", message=r".*does not have many workers")
 
 
 def _hparams(cfg: DictConfig) -> dict:

@@ -33,7 +33,7 @@ def test_a_failed_job_does_not_stop_the_sweep_and_the_summary_shows_it(tmp_path,
     # Masking noise is a fraction of pixels: 1.5 is refused, by that job only.
     sweep, rows = multirun(tmp_path, fake_mnist, "corruption=gaussian,masking", "noise=0.3,1.5")
     assert len(rows) == 4
-    failed = rows["corruption=masking noise=1.5"]
+    failed = next(r for o, r in rows.items() if o.endswith("corruption=masking noise=1.5"))
     assert failed["status"] == "failed" and failed["error"] == "noise for Masking corruption must be a number in [0, 1], got 1.5"
     completed = [r for r in rows.values() if r["status"] == "completed"]
     assert len(completed) == 3 and all(float(r["test_loss"]) > 0 for r in completed)
