@@ -24,6 +24,7 @@ from omegaconf import DictConfig, open_dict
 from autoencoder import CONFIG_DIR
 from autoencoder.checkpoint import datamodule_for, in_batches, load_trained
 from autoencoder.errors import UserError, as_list, distinct_ints, exit_on_user_error, run_cli
+from autoencoder.files import write_atomic
 from autoencoder.metrics import auroc, per_image_mse, relative_error
 from autoencoder.train import train
 
@@ -52,7 +53,7 @@ def score_run(run_dir: Path, best_checkpoint: str, digit: int) -> dict:
     recon = in_batches(module, images)
     scores = {name: score(recon, clean) for name, score in SCORES.items()}
     result = {"digit": digit, "seed": cfg.seed, **{f"auroc_{name}": 100 * auroc(s, labels != digit) for name, s in scores.items()}, "checkpoint": best_checkpoint}
-    (run_dir / "anomaly.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_atomic(run_dir / "anomaly.json", json.dumps(result, indent=2) + "\n")
     return result
 
 
@@ -104,8 +105,8 @@ def anomaly(cfg: DictConfig) -> dict:
     out = Path(cfg.output_dir)
     results = [one_class_run(cfg, out, d, s) for d in digits for s in seeds]
     summary, markdown = table(results, digits, seeds)
-    (out / "anomaly.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "anomaly.md").write_text(markdown)
+    write_atomic(out / "anomaly.json", json.dumps(summary, indent=2) + "\n")
+    write_atomic(out / "anomaly.md", markdown)
     log.info("one-class AUROC (%%), %d digits x %d seeds:\n%s", len(digits), len(seeds), markdown)
     return summary
 

@@ -1,5 +1,6 @@
 """Callbacks for what the lecture's trainer showed: speed, one summary line per validation, and
-clean / noisy / reconstructed image grids plus a latent scatter at each validation.
+clean / noisy / reconstructed image grids plus a latent scatter at each validation; and a guard
+that stops a diverged run before its broken weights reach a checkpoint.
 
 Everything here runs at epoch or validation boundaries, never per training step, so it adds no
 cost (and no device sync) to the training loop beyond counting samples.
@@ -17,6 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
 import torch  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 from torchvision.utils import make_grid, save_image  # noqa: E402
+
+from autoencoder.errors import UserError  # noqa: E402
 
 
 def _hms(seconds: float) -> str:
@@ -93,6 +96,36 @@ class EpochSummary(L.Callback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.best = state_dict["best"]
+
+
+class Diverged(UserError):
+    """The training loss became NaN or infinite."""
+
+
+class StopOnDivergence(L.Callback):
+    """Stops the run when a training loss was NaN or infinite. Each step only updates a flag on the
+    device; the host reads it once per epoch, before validation (or at the epoch's end), which
+    Lightning runs before ModelCheckpoint saves: the last checkpoint stays the last good one."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.bad: torch.Tensor | None = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        bad = ~torch.isfinite(outputs["loss"].detach())
+        self.bad = bad if self.bad is None else self.bad | bad
+
+    def _check(self, trainer: L.Trainer) -> None:
+        if getattr(self, "bad", None) is not None and bool(self.bad):
+            last = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
+            kept = f"the last good checkpoint is {last}" if last else "no checkpoint was saved before"
+            raise Diverged(f"training diverged: the loss became NaN or infinite in epoch {trainer.current_epoch + 1} (too high a learning rate? lower optimizer.lr); {kept}")
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._check(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check(trainer)
 
 
 class ValidationImages(L.Callback):

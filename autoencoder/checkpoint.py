@@ -61,6 +61,21 @@ def check_resume_checkpoint(path: str, module: L.LightningModule) -> str:
     return str(ckpt)
 
 
+def resume_config(folder: str | Path, defaults: DictConfig) -> DictConfig:
+    """The config that continues a stopped run in its own folder: the run's config.yaml, with
+    `ckpt_path` at its last checkpoint. Top-level keys newer than the run come from `defaults`."""
+    run = Path(folder).expanduser()
+    last = run / "checkpoints" / "last.ckpt"
+    if not (run / "config.yaml").is_file() or not last.is_file():
+        raise UserError(f"resume={run} is not a run folder with config.yaml and checkpoints/last.ckpt; give the folder of a run that saved a checkpoint")
+    cfg = OmegaConf.load(run / "config.yaml")
+    for key in defaults:
+        if key not in cfg:
+            cfg[key] = defaults[key]
+    cfg.output_dir, cfg.ckpt_path, cfg.resume = str(run), str(last), None
+    return cfg
+
+
 def run_config(ckpt: Path, contents: dict) -> DictConfig:
     """The config a checkpoint was trained with: stored inside it, or (older runs) the run folder's
     config.yaml next to its checkpoints/ folder."""

@@ -57,6 +57,9 @@ def user_message(exc: BaseException) -> str | None:
     for e in chain:
         if isinstance(e, (HydraException, OmegaConfBaseException)):
             return " ".join(str(e).split())
+    for e in chain:  # a folder that cannot be written, a full disk, ...
+        if isinstance(e, OSError) and e.filename:
+            return f"cannot write or read {e.filename}: {e.strerror or type(e).__name__}; pick a folder you can write to, or free space"
     return None
 
 

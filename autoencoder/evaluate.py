@@ -39,6 +39,7 @@ from autoencoder import CONFIG_DIR  # noqa: E402
 from autoencoder.callbacks import latent_scatter  # noqa: E402
 from autoencoder.checkpoint import datamodule_for, in_batches, load_trained  # noqa: E402
 from autoencoder.errors import UserError, exit_on_user_error, run_cli  # noqa: E402
+from autoencoder.files import write_atomic  # noqa: E402
 from autoencoder.metrics import knn_accuracy, linear_probe_accuracy, psnr, ssim  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -211,8 +212,8 @@ def evaluate(cfg: DictConfig) -> dict:
     writer.add_text("eval/tables", tables)
     writer.close()
 
-    (out / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "evaluation.md").write_text(tables)
+    write_atomic(out / "evaluation.json", json.dumps(result, indent=2) + "\n")
+    write_atomic(out / "evaluation.md", tables)
     log.info("evaluation written to %s", out)
     return result
 

@@ -25,9 +25,9 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from autoencoder import CONFIG_DIR
-from autoencoder.callbacks import EpochSummary, ValidationImages
-from autoencoder.checkpoint import ConfigInCheckpoint, check_resume_checkpoint
-from autoencoder.errors import exit_on_user_error, run_cli, user_message
+from autoencoder.callbacks import Diverged, EpochSummary, StopOnDivergence, ValidationImages
+from autoencoder.checkpoint import ConfigInCheckpoint, check_resume_checkpoint, resume_config
+from autoencoder.errors import UserError, exit_on_user_error, run_cli, user_message
 from autoencoder.files import write_atomic
 from autoencoder.precision import check_precision
 
@@ -37,18 +37,38 @@ log = logging.getLogger(__name__)
 def _hparams(cfg: DictConfig) -> dict:
     """The run's settings for TensorBoard's HParams tab (the module node only repeats them)."""
     params = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("module", "output_dir", "ckpt_path"):
+    for key in ("module", "output_dir", "ckpt_path", "resume"):
         params.pop(key, None)
     return params
 
 
+# Lightning asserts on these instead of explaining; null is allowed where Lightning allows it.
+INTEGER_TRAINER_ARGS = {"max_epochs": True, "min_epochs": True, "max_steps": False, "min_steps": True, "check_val_every_n_epoch": True,
+                        "log_every_n_steps": True, "accumulate_grad_batches": False, "num_sanity_val_steps": True}  # fmt: skip
+
+
+def check_trainer(trainer: DictConfig) -> None:
+    for key, nullable in INTEGER_TRAINER_ARGS.items():
+        value = trainer.get(key)
+        if not (value is None and nullable) and (isinstance(value, bool) or not isinstance(value, int)):
+            raise UserError(f"trainer.{key} must be an integer{' or null' if nullable else ''}, got {value!r}")
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+        value = trainer.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+            raise UserError(f"trainer.{key} must be a number of batches (integer) or a fraction (0.0 to 1.0), got {value!r}")
+
+
 def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
     """Fit, test the best checkpoint, write metrics.json; returns the metrics. `callbacks` are
-    added to the run's own (the benchmark times steps with one)."""
-    check_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    added to the run's own (the benchmark times steps with one). With `resume=<run folder>` the
+    run goes on in that folder, with its config, from its last checkpoint."""
+    if cfg.resume:
+        cfg = resume_config(cfg.resume, cfg)
     out = Path(cfg.output_dir)
     if rank_zero_only.rank == 0:
         write_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    check_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    check_trainer(cfg.trainer)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -59,7 +79,7 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
 
     summary = EpochSummary()
     checkpoint = instantiate(cfg.checkpoint)
-    callbacks = [summary, checkpoint, ValidationImages(out), ConfigInCheckpoint(cfg), *callbacks]
+    callbacks = [summary, StopOnDivergence(), checkpoint, ValidationImages(out), ConfigInCheckpoint(cfg), *callbacks]
     early_stopping = instantiate(cfg.early_stopping) if cfg.early_stopping else None
     if early_stopping is not None:
         callbacks.append(early_stopping)
@@ -71,7 +91,11 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
         callbacks.append(RichProgressBar())
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, enable_progress_bar=progress_bar)
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except Diverged as exc:
+        record_failure(out, str(exc))
+        raise
     # Read these before testing: restoring the best checkpoint also restores the callbacks' state.
     metrics = {
         "best_val_loss": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
@@ -117,16 +141,23 @@ def thread_share(launcher: DictConfig) -> int | None:
 
 
 def record_failure(out: Path, error: str) -> None:
-    """metrics.json of a failed job: its status and one-line error, for the sweep's summary."""
-    if rank_zero_only.rank == 0:
-        write_atomic(out / "metrics.json", json.dumps({"status": "failed", "error": error}, indent=2) + "\n")
+    """Mark the run failed in its metrics.json, with its one-line error (for the sweep's summary).
+    Only in a folder train() started (it holds config.yaml), and never over a completed run's
+    metrics.json (a failed resume of it)."""
+    path = out / "metrics.json"
+    try:
+        completed = json.loads(path.read_text()).get("status", "completed") == "completed"
+    except (OSError, ValueError, AttributeError):
+        completed = False
+    if rank_zero_only.rank == 0 and (out / "config.yaml").is_file() and not completed:
+        write_atomic(path, json.dumps({"status": "failed", "error": error}, indent=2) + "\n")
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     """The monitored metric (best val loss) for Hydra's sweepers. A single run stops at a bad input
-    with one error line; a job of a sweep records its error in metrics.json and returns NaN (a
-    failed Optuna trial), so the other jobs go on."""
+    with one error line; a job of a sweep records its error in metrics.json and returns
+    NaN (a failed Optuna trial), so that the other jobs go on."""
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode != RunMode.MULTIRUN:
         with exit_on_user_error():

@@ -2,6 +2,7 @@ import pytest
 from hydra.errors import InstantiationException, MissingConfigException
 
 from autoencoder.errors import UserError, exit_on_user_error, user_message
+from tests.conftest import run_module
 
 
 def raised_from(outer: Exception, cause: Exception) -> Exception:
@@ -42,3 +43,59 @@ def test_debug_switch_keeps_the_traceback(monkeypatch):
     monkeypatch.setenv("AUTOENCODER_DEBUG", "1")
     with pytest.raises(UserError), exit_on_user_error():
         raise UserError("shown with its traceback")
+
+
+def bad_inputs_setup(tmp_path, fake_mnist, checkpoint) -> dict[str, str]:
+    """Bad files beside good ones, and an earlier run whose outputs must survive every attempt."""
+    for name, damage in (("corrupt", lambda b: b"garbage!" + b[8:]), ("truncated", lambda b: b[: len(b) // 2])):
+        raw = tmp_path / name / "MNIST" / "raw"
+        raw.mkdir(parents=True)
+        for f in (fake_mnist / "MNIST" / "raw").iterdir():
+            (raw / f.name).write_bytes(damage(f.read_bytes()) if f.name.startswith("train-images") else f.read_bytes())
+    (tmp_path / "notes.ckpt").write_text("not a checkpoint\n")
+    (tmp_path / "a_file").write_text("")
+    earlier = tmp_path / "outputs" / "earlier"
+    earlier.mkdir(parents=True)
+    (earlier / "metrics.json").write_text('{"test_loss": 0.01}\n')
+    return {"tmp": str(tmp_path), "data": str(fake_mnist), "ckpt": str(checkpoint)}
+
+
+TRAIN = ("autoencoder.train", "data.data_dir={data}", "data.check_md5=false", "data.val_size=50", "trainer.max_epochs=1", "trainer.limit_train_batches=2")
+BAD_INPUTS = [
+    (TRAIN + ("model.latent_dim=-3",), "model.latent_dim must be a positive integer, got -3"),
+    (TRAIN + ("model.latent_dim=2.5",), "model.latent_dim must be a positive integer, got 2.5"),
+    (TRAIN + ("data.batch_size=0",), "data.batch_size must be an integer >= 1, got 0"),
+    (TRAIN + ("noise=-0.1",), "noise for Gaussian corruption must be a number >= 0, got -0.1"),
+    (TRAIN + ("corruption=masking", "noise=1.5"), "noise for Masking corruption must be a number in [0, 1], got 1.5"),
+    (TRAIN + ("model=resnet",), "unknown model option 'resnet' (allowed: conv, mlp)"),
+    (TRAIN + ("optimizer=lbfgs",), "unknown optimizer option 'lbfgs' (allowed: adam, adamw)"),
+    (TRAIN + ("trainer.max_epochs=abc",), "trainer.max_epochs must be an integer or null, got 'abc'"),
+    (TRAIN + ("trainer.precision=16-mixed",), "trainer.precision=16-mixed needs a GPU"),
+    (TRAIN + ("data.data_dir={tmp}/missing",), "MNIST is not in {tmp}/missing/MNIST/raw and could not be downloaded"),
+    (TRAIN + ("data.data_dir={tmp}/corrupt",), "is not an unsigned-byte IDX file (bad magic number"),
+    (TRAIN + ("data.data_dir={tmp}/truncated",), "the file is truncated or corrupt"),
+    (TRAIN + ("ckpt_path={tmp}/missing.ckpt",), "ckpt_path {tmp}/missing.ckpt does not exist"),
+    (TRAIN + ("ckpt_path={tmp}/notes.ckpt",), "ckpt_path {tmp}/notes.ckpt is not a Lightning checkpoint this framework wrote"),
+    (TRAIN + ("ckpt_path={ckpt}", "model.latent_dim=8"), "holds a different model than the configured one"),
+    (TRAIN + ("resume={tmp}/outputs",), "resume={tmp}/outputs is not a run folder with config.yaml and checkpoints/last.ckpt"),
+    (TRAIN + ("hydra.run.dir={tmp}/a_file/run",), "cannot write or read {tmp}/a_file/run: Not a directory"),
+    (("autoencoder.evaluate", "ckpt_path={tmp}/notes.ckpt"), "is not a Lightning checkpoint this framework wrote"),
+    (("autoencoder.evaluate", "ckpt_path={ckpt}", "denoising.corruptions=[blur]"), "unknown corruption 'blur' in denoising.corruptions"),
+    (("autoencoder.encode", "ckpt_path={ckpt}", "split=validation"), "split must be one of train, val, test, got 'validation'"),
+    (("autoencoder.anomaly", "data.data_dir={data}", "digits=[11]"), "digits must be a non-empty list of distinct integers in [0, 9], got [11]"),
+    (("autoencoder.summarize", "{tmp}/nowhere"), "sweep folder {tmp}/nowhere does not exist"),
+    (("autoencoder.bench", "epochs=1"), "epochs must be an integer >= 2, got 1"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_INPUTS, ids=[" ".join(a[:1] + a[6:] if a[0] == "autoencoder.train" else a) for a, _ in BAD_INPUTS])
+def test_bad_input_gives_one_line_and_leaves_earlier_outputs_alone(tmp_path, fake_mnist, trained_checkpoint, args, message):
+    names = bad_inputs_setup(tmp_path, fake_mnist, trained_checkpoint)
+    checkpoint_bytes = trained_checkpoint.read_bytes()
+    offline = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "AUTOENCODER_DATA_DIR": str(fake_mnist)}
+    result = run_module(*(a.format(**names) for a in args), cwd=tmp_path, env=offline)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode != 0 and len(errors) == 1 and message.format(**names) in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr + result.stdout
+    assert (tmp_path / "outputs" / "earlier" / "metrics.json").read_text() == '{"test_loss": 0.01}\n'
+    assert trained_checkpoint.read_bytes() == checkpoint_bytes

@@ -90,3 +90,12 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, fake_mn
     assert all(p.wait(timeout=300) == 0 for p in runs), [p.stderr.read()[-2000:] for p in runs]
     folders = sorted(p.parent for p in (tmp_path / "outputs").rglob("metrics.json"))
     assert len(folders) == 2 and folders[0] != folders[1]
+
+
+def test_eight_jobs_on_two_parallel_workers_all_finish(tmp_path, fake_mnist):
+    sweep, rows = multirun(tmp_path, fake_mnist, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model.latent_dim=2,4", "noise=0,0.3", "seed=1,2", "logger=none")
+    assert len(rows) == 8 and [r["status"] for r in rows.values()] == ["completed"] * 8
+    for row in rows.values():
+        metrics = json.loads((sweep / row["job"] / "metrics.json").read_text())
+        assert metrics["epochs"] == 1 and 0 < metrics["test_loss"] < 1
+    assert "8 jobs: 8 completed" in (sweep / "summary.md").read_text()

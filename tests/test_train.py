@@ -1,8 +1,13 @@
+import csv
 import inspect
 import json
+import math
 import os
 import re
+import signal
+import subprocess
 import sys
+import time
 
 import lightning
 import pytest
@@ -247,3 +252,71 @@ def test_training_steps_never_wait_for_the_device(make_cfg, monkeypatch, tmp_pat
     # Between logging intervals the loss stays on the device; images and plots wait for validation.
     # What remains is per epoch (the loader's seed), so 8 steps read no more than 2.
     assert host_reads_while_training(make_cfg, monkeypatch, tmp_path, 8) == host_reads_while_training(make_cfg, monkeypatch, tmp_path, 2)
+
+
+def test_a_diverged_run_stops_keeps_its_last_good_checkpoint_and_is_marked_failed(make_cfg, tmp_path, monkeypatch):
+    from autoencoder.callbacks import Diverged
+    from autoencoder.module import LitAutoencoder
+
+    original = LitAutoencoder.reconstruction_loss
+
+    def nan_from_epoch_2(self, reconstruction, target):
+        loss = original(self, reconstruction, target)
+        return loss * float("nan") if self.training and self.current_epoch >= 1 else loss
+
+    monkeypatch.setattr(LitAutoencoder, "reconstruction_loss", nan_from_epoch_2)
+    with pytest.raises(Diverged, match="training diverged: the loss became NaN or infinite in epoch 2 .*the last good checkpoint is .*last.ckpt"):
+        train(make_cfg("trainer.max_epochs=3", "logger=none"))
+    run = tmp_path / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and metrics["error"].startswith("training diverged")
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 0 and all(v.isfinite().all() for v in last["state_dict"].values() if v.is_floating_point())
+
+
+def test_an_absurd_learning_rate_fails_in_one_line(tmp_path, fake_mnist):
+    result = run_module("autoencoder.train", "optimizer.lr=1e30", "hydra.run.dir=run", *LIMITS, *data_overrides(fake_mnist), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("error:")][0].startswith("error: training diverged")
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "failed"
+
+
+def epoch_losses(run) -> list[tuple]:
+    with open(run / "csv" / "metrics.csv") as file:
+        return [(row["epoch"], row["train/loss_epoch"], row["val/loss"]) for row in csv.DictReader(file) if row["train/loss_epoch"] or row["val/loss"]]
+
+
+def test_same_seed_and_deterministic_give_identical_losses(make_cfg, tmp_path):
+    runs = [tmp_path / name for name in ("a", "b")]
+    for run in runs:
+        train(make_cfg("trainer.deterministic=true", "trainer.max_epochs=2", "noise=0.3", "logger=csv", output_dir=run))
+    first, second = (epoch_losses(run) for run in runs)
+    assert len(first) >= 4 and first == second
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_from_its_folder_to_the_same_end(tmp_path, fake_mnist):
+    run = tmp_path / "run"
+    settings = [f"data.data_dir={fake_mnist}", "data.val_size=50", "data.batch_size=10", "data.check_md5=false", "trainer.max_epochs=4",
+                "trainer.num_sanity_val_steps=0", "trainer.enable_model_summary=false", "trainer.accelerator=cpu", "logger=csv"]  # fmt: skip
+    process = subprocess.Popen([sys.executable, "-m", "autoencoder.train", *settings, f"hydra.run.dir={run}"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    last = run / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 240
+    while not last.exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-2000:]
+        time.sleep(0.02)
+    time.sleep(0.3)  # into the next epoch
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = torch.load(last, weights_only=True)
+    assert killed_at["epoch"] < 3 and not (run / "metrics.json").exists()
+
+    result = run_module("autoencoder.train", f"resume={run}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["epochs"] == 4
+    final = torch.load(last, weights_only=True)
+    steps_per_epoch = math.ceil((300 - 50) / 10)
+    assert final["epoch"] == 3 and final["global_step"] == 4 * steps_per_epoch  # as if never killed
+    assert final["optimizer_states"][0]["state"] and any("EarlyStopping" in key for key in final["callbacks"])
+    assert len(epoch_losses(run)) >= 4  # the csv log goes on in the same folder
