@@ -85,6 +85,7 @@ BAD_INPUTS = [
     (("autoencoder.anomaly", "data.data_dir={data}", "digits=[11]"), "digits must be a non-empty list of distinct integers in [0, 9], got [11]"),
     (("autoencoder.summarize", "{tmp}/nowhere"), "sweep folder {tmp}/nowhere does not exist"),
     (("autoencoder.bench", "epochs=1"), "epochs must be an integer >= 2, got 1"),
+    (("autoencoder.shapes", "model.latent_dim=0"), "model.latent_dim must be a positive integer, got 0"),
 ]
 
 
