@@ -28,6 +28,7 @@ from omegaconf import DictConfig
 from autoencoder import CONFIG_DIR
 from autoencoder.errors import UserError, exit_on_user_error, run_cli
 from autoencoder.files import write_atomic
+from autoencoder.precision import uses_gpu
 
 LECTURE, DEFAULTS, COMPUTE = "a: lecture-style loop", "b: framework defaults", "c: compute bound"
 
@@ -129,8 +130,7 @@ def bench(cfg: DictConfig, command: str) -> dict[str, list[dict]]:
         value = cfg[name]
         if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name == "epochs" else 1):
             raise UserError(f"{name} must be an integer >= {2 if name == 'epochs' else 1}, got {value!r}")
-    use_gpu = cfg.accelerator in ("gpu", "cuda") or (cfg.accelerator == "auto" and torch.cuda.is_available())
-    device = "gpu" if use_gpu else "cpu"
+    device = "gpu" if uses_gpu(cfg.accelerator) else "cpu"
     out = Path(cfg.output_dir)
     settings = {key: cfg[key] for key in ("train_size", "epochs", "noise", "seed", "accelerator")} | {"overrides": list(cfg.overrides)}
     runs = [

@@ -30,6 +30,7 @@ from omegaconf import DictConfig
 
 from autoencoder import CONFIG_DIR
 from autoencoder.data import ShuffledBatches
+from autoencoder.precision import uses_gpu
 
 AUTOCAST = {"32-true": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
@@ -101,9 +102,7 @@ def compose_config(settings: dict, overrides: list[str] = ()) -> DictConfig:
 
 
 def _device(cfg: DictConfig) -> torch.device:
-    accelerator = cfg.trainer.accelerator
-    use_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    return torch.device("cuda" if use_gpu else "cpu")
+    return torch.device("cuda" if uses_gpu(cfg.trainer.accelerator) else "cpu")
 
 
 def lecture(cfg: DictConfig, clock: EpochClock) -> str:

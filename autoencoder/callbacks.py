@@ -107,15 +107,18 @@ class StopOnDivergence(L.Callback):
     device; the host reads it once per epoch, before validation (or at the epoch's end), which
     Lightning runs before ModelCheckpoint saves: the last checkpoint stays the last good one."""
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def __init__(self) -> None:
         self.bad: torch.Tensor | None = None
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.bad = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         bad = ~torch.isfinite(outputs["loss"].detach())
         self.bad = bad if self.bad is None else self.bad | bad
 
     def _check(self, trainer: L.Trainer) -> None:
-        if getattr(self, "bad", None) is not None and bool(self.bad):
+        if self.bad is not None and bool(self.bad):
             last = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
             kept = f"the last good checkpoint is {last}" if last else "no checkpoint was saved before"
             raise Diverged(f"training diverged: the loss became NaN or infinite in epoch {trainer.current_epoch + 1} (too high a learning rate? lower optimizer.lr); {kept}")

@@ -26,13 +26,14 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def _uses_gpu(accelerator: str) -> bool:
+def uses_gpu(accelerator: str) -> bool:
+    """Whether a Lightning accelerator setting ends up on a GPU here."""
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
 def fastest_precision(accelerator: str = "auto") -> str:
     """A Lightning precision string: 'bf16-mixed', '16-mixed' or '32-true'."""
-    if _uses_gpu(accelerator):
+    if uses_gpu(accelerator):
         if not torch.cuda.is_available():
             return "32-true"  # let Lightning report the missing GPU itself
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
@@ -43,6 +44,6 @@ def check_precision(precision: object, accelerator: str) -> None:
     """The precisions the framework runs and tests; fp16 autocast has no CPU kernels in Lightning."""
     if precision not in PRECISIONS:
         raise UserError(f"trainer.precision must be one of {', '.join(PRECISIONS)} (16-mixed on a GPU only), got {precision!r}")
-    if precision == "16-mixed" and not _uses_gpu(accelerator):
+    if precision == "16-mixed" and not uses_gpu(accelerator):
         raise UserError("trainer.precision=16-mixed needs a GPU (fp16 autocast is not supported on the CPU); use bf16-mixed or 32-true")
 
