@@ -1,11 +1,11 @@
 """MNIST as a LightningDataModule.
 
 The four official IDX files are read from `<data_dir>/MNIST/raw/` (torchvision's layout), checked
-(header, size and, for the official files, md5) and decoded once into uint8 tensors (47 MB for all
-of MNIST, moved to the GPU when training on one). A batch is one indexing op on those tensors with a
-slice of a seeded permutation, turned into floats in [0, 1] on the training device: no per-sample
-Dataset, PIL image, ToTensor or worker process in the loop. When the files are
-missing, torchvision downloads them; with no network the run stops with one line saying where to
+(header, size and, for the official files, md5) and decoded once into uint8 tensors (47 MB for
+the 60k training images, moved to the GPU when training on one). A batch is one indexing op on
+those tensors with a slice of a seeded permutation, turned into floats in [0, 1] on the training
+device: no per-sample Dataset, PIL image, ToTensor or worker process in the loop. When the files
+are missing, torchvision downloads them; with no network the run stops with one line saying where to
 put them. The official 60k training set is split into train/val by a seeded permutation; the 10k
 test set stays apart and is only used for testing.
 """

@@ -48,6 +48,7 @@ INTEGER_TRAINER_ARGS = {"max_epochs": True, "min_epochs": True, "max_steps": Fal
 
 
 def check_trainer(trainer: DictConfig) -> None:
+    """One-line errors for trainer arguments of the wrong type (e.g. `trainer.max_epochs=abc`)."""
     for key, nullable in INTEGER_TRAINER_ARGS.items():
         value = trainer.get(key)
         if not (value is None and nullable) and (isinstance(value, bool) or not isinstance(value, int)):
