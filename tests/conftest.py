@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
 from autoencoder import CONFIG_DIR
-from autoencoder.data import DATA_ENV
+from autoencoder.data.mnist import DATA_ENV
 
 TRAIN_SIZE, TEST_SIZE = 300, 60
 
@@ -99,7 +99,7 @@ def run_module(*args: str, cwd: Path, env: dict | None = None, timeout: int = 30
 @pytest.fixture(scope="session")
 def trained_checkpoint(tmp_path_factory, fake_mnist) -> Path:
     """The best checkpoint of a latent-2 denoising run trained for a few batches on the fake data."""
-    from autoencoder.train import train
+    from autoencoder.training.run import train
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"data.data_dir={fake_mnist}", *FAST, "model.latent_dim=2", "noise=0.2", "logger=none"])

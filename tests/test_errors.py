@@ -1,7 +1,8 @@
 import pytest
 from hydra.errors import InstantiationException, MissingConfigException
 
-from autoencoder.errors import UserError, exit_on_user_error, user_message
+from autoencoder.utils.cli import command
+from autoencoder.utils.errors import UserError, user_message
 from tests.conftest import run_module
 
 
@@ -29,19 +30,19 @@ def test_bug_is_not_a_user_error():
     assert user_message(raised_from(RuntimeError("wrapped"), ZeroDivisionError("bug"))) is None
 
 
-def test_exit_on_user_error(capsys, monkeypatch):
+def test_command_turns_user_errors_into_one_line(capsys, monkeypatch):
     monkeypatch.delenv("AUTOENCODER_DEBUG", raising=False)
-    with pytest.raises(SystemExit) as exit_info, exit_on_user_error():
+    with pytest.raises(SystemExit) as exit_info, command():
         raise UserError("data.batch_size must be an integer >= 1, got 0")
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == "error: data.batch_size must be an integer >= 1, got 0\n"
-    with pytest.raises(ZeroDivisionError), exit_on_user_error():
+    with pytest.raises(ZeroDivisionError), command():
         raise ZeroDivisionError  # a bug keeps its traceback
 
 
 def test_debug_switch_keeps_the_traceback(monkeypatch):
     monkeypatch.setenv("AUTOENCODER_DEBUG", "1")
-    with pytest.raises(UserError), exit_on_user_error():
+    with pytest.raises(UserError), command():
         raise UserError("shown with its traceback")
 
 

@@ -1,0 +1,1 @@
+"""The config: its resolvers and the validation of its values."""

@@ -1,0 +1,1 @@
+"""Datasets as LightningDataModules over images held in memory (the contract is in images.py)."""

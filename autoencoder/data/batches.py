@@ -1,0 +1,37 @@
+"""Index batches for tensors held in memory: one indexing op per batch instead of a per-sample
+Dataset, and a per-epoch seeded order that a resumed run repeats."""
+
+import math
+
+import torch
+from torch.utils.data import Sampler
+
+
+class ShuffledBatches(Sampler[torch.Tensor]):
+    """Index batches over `n` items: slices of a permutation seeded by `seed + epoch` (Lightning
+    calls `set_epoch` before each epoch, so a resumed run sees the same order), or of 0..n-1 when
+    `shuffle` is off. Every item comes once per epoch; the last batch may be short.
+
+    Under DDP, process `rank` of `world_size` takes every world_size-th batch. All processes must
+    take the same number of steps, so when the batches do not divide evenly the last processes
+    wrap around to the first batches (as torch's DistributedSampler pads)."""
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1):
+        self.n, self.batch_size, self.shuffle, self.seed, self.device = n, batch_size, shuffle, seed, device
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(math.ceil(self.n / self.batch_size) / self.world_size)
+
+    def __iter__(self):
+        if self.shuffle:
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        else:
+            order = torch.arange(self.n)
+        batches = order.to(self.device).split(self.batch_size)  # one copy per epoch, none per batch
+        for i in range(self.rank, len(self) * self.world_size, self.world_size):
+            yield batches[i % len(batches)]

@@ -1,0 +1,32 @@
+"""The IDX file format of MNIST-style datasets: a magic number, the dimensions, then raw bytes."""
+
+import hashlib
+import struct
+from pathlib import Path
+
+import torch
+
+from autoencoder.utils.errors import UserError
+
+
+def read_idx(path: Path, md5: str | None = None) -> torch.Tensor:
+    """Decode an unsigned-byte IDX file into a uint8 tensor, checking its header and, when given,
+    its md5."""
+    raw = bytearray(path.stat().st_size)  # read once into a buffer the tensor then shares: no copies
+    with path.open("rb") as file:
+        file.readinto(raw)
+    if md5 is not None and (digest := hashlib.md5(raw).hexdigest()) != md5:
+        raise UserError(f"{path} fails its md5 check ({digest}, expected {md5}): the file is corrupt; delete it to download again or replace it")
+    if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] != 0x08 or not 1 <= raw[3] <= 4:
+        raise UserError(f"{path} is not an unsigned-byte IDX file (bad magic number {raw[:4].hex() or 'empty'}); replace it with the official file")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise UserError(f"{path} is truncated inside its header; replace it with the official file")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    expected = header + int(torch.Size(shape).numel())
+    if len(raw) != expected:
+        raise UserError(f"{path} holds {len(raw)} bytes but its header {list(shape)} needs {expected}; the file is truncated or corrupt")
+    if expected == header:  # no items (frombuffer refuses an empty view)
+        return torch.empty(shape, dtype=torch.uint8)
+    return torch.frombuffer(raw, dtype=torch.uint8, offset=header).reshape(shape)

@@ -1,0 +1,130 @@
+"""The data contract: a LightningDataModule over labelled images held in memory as uint8 tensors.
+
+A dataset is a subclass that provides two methods (and one YAML in conf/data/):
+
+- `prepare_data()`: make the files available (download them, or raise a UserError saying where
+  to put them); Lightning calls it once per machine;
+- `load(split)`: images (N, C, H, W) uint8 and labels (N,) int64 of the dataset's own `train` or
+  `test` split, read from those files and checked.
+
+Everything else is shared. The `train` split is divided into train and val by a seeded permutation
+(`val_size`, `split_seed`); `classes` keeps only those labels in train and val (one-class training),
+`train_size` only the first images of the seeded train part. The test split is always whole and
+is only used for testing. Batches are one indexing op on the tensors with a slice of a seeded
+permutation (`ShuffledBatches`); on a GPU the tensors live in its memory. Every consumer receives
+floats in [0, 1] on the training device, made by `to_unit_range`: from the loaders through
+`on_after_batch_transfer`, or from `split(name)` outside a Trainer.
+"""
+
+import logging
+from collections.abc import Sequence
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+from typing_extensions import override
+
+from autoencoder.data.batches import ShuffledBatches
+from autoencoder.utils.errors import UserError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+def to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels (0-255) as floats in [0, 1]: the one place the conversion is written. Float
+    images are taken to be converted already."""
+    return images if images.is_floating_point() else images.float().div_(255)
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Train/val/test loaders over uint8 images in memory; subclasses provide the files."""
+
+    def __init__(
+        self,
+        batch_size: int = 128,
+        val_size: int = 5000,
+        train_size: int | None = None,
+        split_seed: int = 0,
+        shuffle_seed: int = 0,
+        classes: Sequence[int] | None = None,
+    ):
+        super().__init__()
+        self.batch_size = batch_size
+        self.val_size = val_size
+        self.train_size = train_size
+        self.split_seed = split_seed
+        self.shuffle_seed = shuffle_seed
+        self.classes = sorted(classes) if classes is not None else None
+        self.train_set = self.val_set = self.test_set = None
+        self.device = torch.device("cpu")
+
+    def load(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images (N, C, H, W) uint8 and labels (N,) int64 of the dataset's `train` or `test` split."""
+        raise NotImplementedError
+
+    @override
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        images, labels = self.load("train")
+        if self.val_size >= len(images):
+            raise UserError(f"data.val_size must be smaller than the {len(images)} training images, got {self.val_size}")
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.split_seed))
+        train_idx, val_idx = order[self.val_size :], order[: self.val_size]
+        if self.classes is not None:  # one-class training: train and val keep only these labels
+            keep = torch.isin(labels, torch.tensor(self.classes))
+            train_idx, val_idx = train_idx[keep[train_idx]], val_idx[keep[val_idx]]
+            if not len(train_idx) or not len(val_idx):
+                raise UserError(f"data.classes={self.classes} leaves {len(train_idx)} training and {len(val_idx)} validation images; pick classes present in the data")
+        if self.train_size is not None:
+            if self.train_size > len(train_idx):
+                raise UserError(f"data.train_size must be at most the {len(train_idx)} training images, got {self.train_size}")
+            train_idx = train_idx[: self.train_size]
+        self.train_index, self.val_index = train_idx, val_idx  # positions in the dataset's own train split
+        test_images, test_labels = self.load("test")
+        # On a GPU the whole set lives in its memory: batches are then gathered there, with no copy.
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        self.device = device if device.type == "cuda" else torch.device("cpu")
+        self.train_set, self.val_set, self.test_set = (
+            TensorDataset(*(t.to(self.device) for t in tensors))
+            for tensors in ((images[train_idx], labels[train_idx]), (images[val_idx], labels[val_idx]), (test_images, test_labels))
+        )
+        only = f" of classes {self.classes}" if self.classes is not None else ""
+        log.info("%s: %d train, %d val%s, %d test images", type(self).__name__, len(self.train_set), len(self.val_set), only, len(self.test_set))
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images as floats in [0, 1] (N, C, H, W) and labels of the `train`, `val` or `test` split,
+        on the CPU: for consumers outside a Trainer (evaluate, encode, anomaly, benchmarks)."""
+        if name not in SPLITS:
+            raise UserError(f"split must be one of {', '.join(SPLITS)}, got {name!r}")
+        self.prepare_data()
+        self.setup()
+        images, labels = getattr(self, f"{name}_set").tensors
+        return to_unit_range(images.cpu()), labels.cpu()
+
+    @override
+    def on_after_batch_transfer(self, batch: list[torch.Tensor] | torch.Tensor, dataloader_idx: int) -> tuple[torch.Tensor, torch.Tensor] | torch.Tensor:
+        if isinstance(batch, torch.Tensor):  # images alone: the model summary's example input
+            return to_unit_range(batch)
+        images, labels = batch
+        return to_unit_range(images), labels
+
+    def _loader(self, dataset: TensorDataset, shuffle: bool) -> DataLoader:
+        # batch_size=None: the sampler yields whole index batches and `dataset[batch]` gathers them.
+        rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        batches = ShuffledBatches(len(dataset), self.batch_size, shuffle, self.shuffle_seed, self.device, rank, world_size)
+        return DataLoader(dataset, batch_size=None, sampler=batches)
+
+    @override
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    @override
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    @override
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, shuffle=False)

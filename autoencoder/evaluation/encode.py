@@ -1,0 +1,33 @@
+"""Keep the encoder: the latent codes of a data split, with their labels, as .npy files.
+
+After training, the decoder can go and the encoder becomes a feature extractor.
+`<split>_codes.npy` (N x latent_dim, float32) and `<split>_labels.npy` (N, int64) go to the
+command's own output folder.
+"""
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from autoencoder.evaluation.batched import in_batches
+from autoencoder.training.checkpoints import datamodule_for, load_trained
+
+log = logging.getLogger(__name__)
+
+
+def encode(cfg: DictConfig, data_overrides: Mapping | None = None) -> tuple[Path, Path]:
+    """Encode `cfg.split` with the checkpoint's encoder; returns the paths of codes and labels.
+    `data_overrides` replace keys of the run's data config (e.g. its data_dir)."""
+    run_cfg, module = load_trained(cfg.ckpt_path)
+    images, labels = datamodule_for(run_cfg, data_overrides).split(cfg.split)
+    codes = in_batches(module.net.encode, images, cfg.batch_size)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    codes_path, labels_path = out / f"{cfg.split}_codes.npy", out / f"{cfg.split}_labels.npy"
+    np.save(codes_path, codes.numpy().astype(np.float32))
+    np.save(labels_path, labels.numpy())
+    log.info("%d %s codes of size %d written to %s and %s", len(codes), cfg.split, codes.shape[1], codes_path, labels_path)
+    return codes_path, labels_path

@@ -1,0 +1,198 @@
+"""Evaluate a trained checkpoint on the test set, one measure per use the lecture names
+(`python -m autoencoder.evaluate ckpt_path=...`).
+
+- reconstruction: MSE, BCE, PSNR and SSIM of clean test images;
+- denoising: PSNR against the clean image of the corrupted input, of a classical filter (Gaussian
+  blur or median, its width picked on validation images) and of the autoencoder's output, for each
+  corruption and noise level;
+- latent space: a scatter coloured by digit (PCA above 2 dimensions, t-SNE on request), the decoded
+  manifold for a 2-D latent, and TensorBoard's embedding projector with digit sprites;
+- features: a linear probe and k-NN on the frozen codes, beside the same probes on raw pixels and on
+  PCA with as many components as the latent.
+
+Everything goes to the command's own folder: evaluation.json, evaluation.md, PNG figures and
+TensorBoard events.
+"""
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from matplotlib.figure import Figure
+from omegaconf import DictConfig, OmegaConf
+from scipy import ndimage
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import make_grid, save_image
+
+from autoencoder import CONFIG_DIR
+from autoencoder.evaluation.batched import in_batches
+from autoencoder.evaluation.figures import latent_scatter, psnr_plot
+from autoencoder.evaluation.metrics import knn_accuracy, linear_probe_accuracy, psnr, ssim
+from autoencoder.training.checkpoints import datamodule_for, load_trained
+from autoencoder.utils.errors import UserError
+from autoencoder.utils.files import write_atomic
+from autoencoder.utils.tables import markdown_table
+
+log = logging.getLogger(__name__)
+
+# Classical denoisers tried on validation images; the best one per corruption and noise is used.
+FILTERS = {
+    **{f"gaussian blur sigma={s}": (ndimage.gaussian_filter, {"sigma": (0, 0, s, s)}) for s in (0.5, 0.75, 1.0, 1.5, 2.0)},
+    **{f"median {k}x{k}": (ndimage.median_filter, {"size": (1, 1, k, k)}) for k in (3, 5)},
+}
+
+
+def classical_filter(name: str, images: torch.Tensor) -> torch.Tensor:
+    function, kwargs = FILTERS[name]
+    return torch.from_numpy(function(images.numpy(), **kwargs))
+
+
+def corruption(name: str, noise: float) -> torch.nn.Module:
+    """The corruption `conf/corruption/<name>.yaml` describes, at the given noise."""
+    path = CONFIG_DIR / "corruption" / f"{name}.yaml"
+    if not path.is_file():
+        allowed = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
+        raise UserError(f"unknown corruption {name!r} in denoising.corruptions (allowed: {allowed})")
+    return instantiate(OmegaConf.load(path), noise=noise)
+
+
+def reconstruction(recon: torch.Tensor, clean: torch.Tensor) -> dict:
+    return {
+        "mse": float(F.mse_loss(recon, clean)),
+        "bce": float(F.binary_cross_entropy(recon.clamp(1e-7, 1 - 1e-7), clean)),
+        "psnr_db": float(psnr(recon, clean).mean()),
+        "ssim": ssim(recon, clean),
+    }
+
+
+def denoising(module: torch.nn.Module, val: torch.Tensor, test: torch.Tensor, cfg: DictConfig) -> list[dict]:
+    """One row per corruption and noise level: mean test PSNR of noisy input, filter and model."""
+    rows = []
+    val_clean, test_clean = val[: cfg.denoising.tuning_images], test
+    for name in cfg.denoising.corruptions:
+        for noise in cfg.denoising.noise:
+            corrupt = corruption(name, noise)
+            generator = torch.Generator().manual_seed(cfg.seed)
+            val_noisy, test_noisy = corrupt(val_clean, generator), corrupt(test_clean, generator)
+            best = max(FILTERS, key=lambda f: float(psnr(classical_filter(f, val_noisy), val_clean).mean()))
+            rows.append({
+                "corruption": name,
+                "noise": noise,
+                "psnr_noisy_db": float(psnr(test_noisy, test_clean).mean()),
+                "psnr_filter_db": float(psnr(classical_filter(best, test_noisy), test_clean).mean()),
+                "filter": best,
+                "psnr_autoencoder_db": float(psnr(in_batches(module, test_noisy, cfg.batch_size), test_clean).mean()),
+            })
+            log.info("denoising %s %.1f: noisy %.2f dB, %s %.2f dB, autoencoder %.2f dB", name, noise, rows[-1]["psnr_noisy_db"], best, rows[-1]["psnr_filter_db"], rows[-1]["psnr_autoencoder_db"])
+    return rows
+
+
+def latent_figures(module: torch.nn.Module, codes: torch.Tensor, labels: torch.Tensor, cfg: DictConfig) -> dict[str, Figure]:
+    """Scatter of the codes (PCA when wider than 2), optional t-SNE, manifold for a 2-D latent."""
+    figures = {}
+    if codes.shape[1] == 2:
+        figures["latent"] = latent_scatter(codes, labels, "test latent space")
+    else:
+        pca = PCA(2, random_state=cfg.seed).fit(codes.numpy())
+        figures["latent"] = latent_scatter(torch.from_numpy(pca.transform(codes.numpy())), labels, f"test latent space ({codes.shape[1]} dims), PCA", ("PC 1", "PC 2"))
+    if cfg.latent.tsne:
+        n = min(cfg.latent.tsne_points, len(codes))
+        embedded = TSNE(2, init="pca", random_state=cfg.seed).fit_transform(codes[:n].numpy())
+        figures["latent_tsne"] = latent_scatter(torch.from_numpy(embedded), labels[:n], f"test latent space ({codes.shape[1]} dims), t-SNE of {n} codes", ("t-SNE 1", "t-SNE 2"))
+    return figures
+
+
+def manifold(module: torch.nn.Module, codes: torch.Tensor, steps: int) -> torch.Tensor:
+    """Images decoded from a steps x steps grid spanning the 1st-99th percentile of 2-D codes."""
+    low, high = torch.quantile(codes, 0.01, dim=0), torch.quantile(codes, 0.99, dim=0)
+    ys, xs = torch.linspace(high[1], low[1], steps), torch.linspace(low[0], high[0], steps)
+    grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), -1).flip(-1).reshape(-1, 2)
+    return make_grid(in_batches(module.net.decode, grid), nrow=steps, padding=0)
+
+
+def features(module: torch.nn.Module, train: tuple, test: tuple, test_codes: torch.Tensor, cfg: DictConfig) -> dict:
+    """Linear-probe and k-NN test accuracy on codes, raw pixels and PCA of the pixels."""
+    (train_x, train_y), (test_x, test_y) = train, test
+    if cfg.probe.train_size is not None:
+        train_x, train_y = train_x[: cfg.probe.train_size], train_y[: cfg.probe.train_size]
+    pixels = train_x.flatten(1).numpy(), test_x.flatten(1).numpy()
+    codes = in_batches(module.net.encode, train_x, cfg.batch_size).numpy(), test_codes.numpy()
+    pca = PCA(codes[0].shape[1], random_state=cfg.seed).fit(pixels[0])
+    inputs = {"latent": codes, "pixels": pixels, f"pca{codes[0].shape[1]}": (pca.transform(pixels[0]), pca.transform(pixels[1]))}
+    labels = train_y.numpy(), test_y.numpy()
+    results = {}
+    for name, (a, b) in inputs.items():
+        results[name] = {
+            "dims": a.shape[1],
+            "linear_probe_accuracy": linear_probe_accuracy(a, labels[0], b, labels[1]),
+            "knn_accuracy": knn_accuracy(a, labels[0], b, labels[1], cfg.probe.knn_k),
+        }
+        log.info("features %s (%d dims): linear probe %.4f, %d-NN %.4f", name, a.shape[1], results[name]["linear_probe_accuracy"], cfg.probe.knn_k, results[name]["knn_accuracy"])
+    return {"train_images": len(train_x), "knn_k": cfg.probe.knn_k, **results}
+
+
+def markdown(result: dict) -> str:
+    """evaluation.json's tables, readable."""
+    rec, feats = result["reconstruction"], result["features"]
+    tables = [
+        markdown_table(["test MSE", "test BCE", "test PSNR (dB)", "test SSIM"], [[f"{rec['mse']:.5f}", f"{rec['bce']:.4f}", f"{rec['psnr_db']:.2f}", f"{rec['ssim']:.4f}"]]),
+        markdown_table(
+            ["corruption", "noise", "noisy input PSNR", "classical filter PSNR", "filter", "autoencoder PSNR"],
+            ([r["corruption"], r["noise"], f"{r['psnr_noisy_db']:.2f}", f"{r['psnr_filter_db']:.2f}", r["filter"], f"{r['psnr_autoencoder_db']:.2f}"] for r in result["denoising"]),
+        ),
+        markdown_table(
+            [f"features ({feats['train_images']} train images)", "dims", "linear probe", f"{feats['knn_k']}-NN"],
+            ([k, v["dims"], f"{v['linear_probe_accuracy']:.4f}", f"{v['knn_accuracy']:.4f}"] for k, v in feats.items() if isinstance(v, dict)),
+        ),
+    ]
+    return f"# Evaluation of {result['checkpoint']}\n\n" + "\n".join(tables)
+
+
+def evaluate(cfg: DictConfig, data_overrides: Mapping | None = None) -> dict:
+    """Run every measure on the checkpoint; write evaluation.json/.md, figures and TensorBoard.
+    `data_overrides` replace keys of the run's data config (e.g. its data_dir)."""
+    run_cfg, module = load_trained(cfg.ckpt_path)
+    data = datamodule_for(run_cfg, data_overrides)
+    test_x, test_y = data.split("test")
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    writer = SummaryWriter(str(out / "tensorboard"))
+
+    result = {"checkpoint": str(Path(cfg.ckpt_path).expanduser().resolve()), "latent_dim": module.net.latent_dim, "trained_noise": run_cfg.noise}
+    codes = in_batches(module.net.encode, test_x, cfg.batch_size)
+    result["reconstruction"] = reconstruction(in_batches(module.net.decode, codes, cfg.batch_size), test_x)
+    log.info("reconstruction: %s", result["reconstruction"])
+    result["denoising"] = denoising(module, data.split("val")[0], test_x, cfg)
+    result["features"] = features(module, data.split("train"), (test_x, test_y), codes, cfg)
+
+    figures = {"denoising_psnr": psnr_plot(result["denoising"])}
+    figures.update(latent_figures(module, codes, test_y, cfg))
+    if codes.shape[1] == 2:
+        grid = manifold(module, codes, cfg.latent.manifold_steps)
+        save_image(grid, out / "manifold.png")
+        writer.add_image("eval/manifold", grid)
+    for name, figure in figures.items():
+        figure.savefig(out / f"{name}.png", dpi=100)
+        writer.add_figure(f"eval/{name}", figure, close=False)
+    n = min(cfg.latent.projector_points, len(codes))
+    writer.add_embedding(codes[:n], metadata=test_y[:n].tolist(), label_img=test_x[:n], tag="test_latent")
+    for key, value in result["reconstruction"].items():
+        writer.add_scalar(f"eval/reconstruction/{key}", value)
+    for name, scores in result["features"].items():
+        if isinstance(scores, dict):
+            writer.add_scalar(f"eval/linear_probe/{name}", scores["linear_probe_accuracy"])
+            writer.add_scalar(f"eval/knn/{name}", scores["knn_accuracy"])
+    tables = markdown(result)
+    writer.add_text("eval/tables", tables)
+    writer.close()
+
+    write_atomic(out / "evaluation.json", json.dumps(result, indent=2) + "\n")
+    write_atomic(out / "evaluation.md", tables)
+    log.info("evaluation written to %s", out)
+    return result

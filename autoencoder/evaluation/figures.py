@@ -1,0 +1,32 @@
+"""Figures drawn on `matplotlib.figure.Figure` objects directly: no pyplot state, so importing this
+module leaves the caller's matplotlib backend alone."""
+
+import torch
+from matplotlib.figure import Figure
+
+
+def latent_scatter(codes: torch.Tensor, labels: torch.Tensor, title: str, axes: tuple[str, str] = ("z[0]", "z[1]")) -> Figure:
+    """A scatter of 2-D points (latent codes or a 2-D map of them), one colour per class."""
+    figure = Figure(figsize=(6, 5))
+    ax = figure.subplots()
+    points = ax.scatter(codes[:, 0], codes[:, 1], c=labels, cmap="tab10", s=3, vmin=-0.5, vmax=9.5)
+    figure.colorbar(points, ax=ax, ticks=range(10), label="class")
+    ax.set(xlabel=axes[0], ylabel=axes[1], title=title)
+    figure.tight_layout()
+    return figure
+
+
+def psnr_plot(rows: list[dict]) -> Figure:
+    """Test PSNR against noise, one panel per corruption: noisy input, classical filter, autoencoder."""
+    names = list(dict.fromkeys(r["corruption"] for r in rows))
+    figure = Figure(figsize=(4.5 * len(names), 3.8))
+    axes = figure.subplots(1, len(names), squeeze=False, sharey=True)
+    for ax, name in zip(axes[0], names):
+        mine = [r for r in rows if r["corruption"] == name]
+        for key, label in (("psnr_noisy_db", "noisy input"), ("psnr_filter_db", "classical filter"), ("psnr_autoencoder_db", "autoencoder")):
+            ax.plot([r["noise"] for r in mine], [r[key] for r in mine], marker="o", label=label)
+        ax.set(title=name, xlabel="noise", ylabel="test PSNR (dB)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend()
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,1 @@
+"""Networks, corruptions and the LightningModule that trains them."""

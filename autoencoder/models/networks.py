@@ -1,0 +1,123 @@
+"""The networks: the lecture's convolutional autoencoder and an MLP baseline, under one contract.
+
+Both map images (B, C, H, W) in [0, 1] to a latent vector (B, latent_dim) and back through a
+Sigmoid. The conv decoder mirrors the encoder; every feature-map size is derived from the input
+shape with the two size formulas below, so no 7x7 literal hides in the code and other input sizes
+(e.g. 32x32) come back at their own size.
+"""
+
+from collections.abc import Sequence
+from math import prod
+
+from torch import Tensor, nn
+
+from autoencoder.models.sizes import conv_output_size, output_padding_for
+from autoencoder.utils.errors import UserError
+
+
+def _check_latent_dim(latent_dim: object) -> int:
+    if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim <= 0:
+        raise UserError(f"model.latent_dim must be a positive integer, got {latent_dim!r}")
+    return latent_dim
+
+
+def _check_input_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
+    shape = tuple(input_shape)
+    if len(shape) != 3 or not all(isinstance(s, int) and s > 0 for s in shape):
+        raise UserError(f"model.input_shape must be three positive integers [C, H, W], got {list(shape)}")
+    return shape
+
+
+class Autoencoder(nn.Module):
+    """The contract the LightningModule relies on: `encode` maps images (B, C, H, W) to codes
+    (B, latent_dim), `decode` maps codes back to images in [0, 1], and `loss_terms` returns the
+    variant's own terms (by name) that training adds to the reconstruction loss. A new autoencoder
+    is a subclass (with one YAML in conf/model/); this one is an encoder h and a decoder g."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, latent_dim: int, input_shape: tuple[int, int, int]):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.latent_dim = latent_dim
+        self.input_shape = input_shape
+
+    def encode(self, x: Tensor) -> Tensor:
+        return self.encoder(x)
+
+    def decode(self, z: Tensor) -> Tensor:
+        return self.decoder(z)
+
+    def loss_terms(self, x: Tensor, z: Tensor) -> dict[str, Tensor]:
+        """Terms added to the reconstruction loss of input `x` with codes `z`; none for a plain AE."""
+        return {}
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.decode(self.encode(x))
+
+
+class ConvAutoencoder(Autoencoder):
+    """The lecture's network: conv stages with BatchNorm and LeakyReLU, a linear bottleneck, and a
+    mirrored decoder of transposed convs ending in Sigmoid. `fc_hidden` puts fully connected
+    layers between the conv features and the code (empty in the lecture): with a tiny latent space
+    a single linear map to and from it leaves the decoder only a rank-`latent_dim` start."""
+
+    def __init__(
+        self,
+        latent_dim: int = 32,
+        input_shape: Sequence[int] = (1, 28, 28),
+        channels: Sequence[int] = (32, 64, 64),
+        strides: Sequence[int] = (1, 2, 2),
+        kernel_size: int = 3,
+        padding: int = 1,
+        fc_hidden: Sequence[int] = (),
+    ):
+        latent_dim = _check_latent_dim(latent_dim)
+        input_shape = _check_input_shape(input_shape)
+        if not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in fc_hidden):
+            raise UserError(f"model.fc_hidden must be a list of positive integers, got {list(fc_hidden)}")
+        if len(channels) != len(strides) or not channels:
+            raise UserError(f"model.channels and model.strides need the same non-zero length, got {list(channels)} and {list(strides)}")
+        in_channels = [input_shape[0], *channels[:-1]]
+        heights, widths = [input_shape[1]], [input_shape[2]]
+        for s in strides:
+            heights.append(conv_output_size(heights[-1], kernel_size, s, padding))
+            widths.append(conv_output_size(widths[-1], kernel_size, s, padding))
+        if heights[-1] < 1 or widths[-1] < 1:
+            raise UserError(f"model.input_shape {list(input_shape)} is too small for {len(strides)} conv stages")
+        bottleneck = (channels[-1], heights[-1], widths[-1])
+
+        encoder: list[nn.Module] = []
+        for c_in, c_out, s in zip(in_channels, channels, strides):
+            encoder += [nn.Conv2d(c_in, c_out, kernel_size, s, padding), nn.BatchNorm2d(c_out), nn.LeakyReLU()]
+        dims = [prod(bottleneck), *fc_hidden, latent_dim]
+        encoder += [nn.Flatten(), *_linear_stack(dims)]
+
+        decoder: list[nn.Module] = [*_linear_stack(dims[::-1]), nn.Unflatten(1, bottleneck), nn.LeakyReLU()]
+        for i in reversed(range(len(channels))):
+            v = (
+                output_padding_for(heights[i + 1], heights[i], kernel_size, strides[i], padding),
+                output_padding_for(widths[i + 1], widths[i], kernel_size, strides[i], padding),
+            )
+            decoder.append(nn.ConvTranspose2d(channels[i], in_channels[i], kernel_size, strides[i], padding, output_padding=v))
+            decoder += [nn.BatchNorm2d(in_channels[i]), nn.LeakyReLU()] if i > 0 else [nn.Sigmoid()]
+        super().__init__(nn.Sequential(*encoder), nn.Sequential(*decoder), latent_dim, input_shape)
+
+
+class MLPAutoencoder(Autoencoder):
+    """A fully connected autoencoder: a baseline that ignores image structure."""
+
+    def __init__(self, latent_dim: int = 32, input_shape: Sequence[int] = (1, 28, 28), hidden: Sequence[int] = (512, 256)):
+        latent_dim = _check_latent_dim(latent_dim)
+        input_shape = _check_input_shape(input_shape)
+        dims = [prod(input_shape), *hidden, latent_dim]
+        encoder = [nn.Flatten(), *_linear_stack(dims)]
+        decoder = [*_linear_stack(dims[::-1]), nn.Sigmoid(), nn.Unflatten(1, input_shape)]
+        super().__init__(nn.Sequential(*encoder), nn.Sequential(*decoder), latent_dim, input_shape)
+
+
+def _linear_stack(dims: Sequence[int]) -> list[nn.Module]:
+    """Linear layers through `dims`, with LeakyReLU between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for a, b in zip(dims, dims[1:]):
+        layers += [nn.Linear(a, b), nn.LeakyReLU()]
+    return layers[:-1]

@@ -1,0 +1,185 @@
+"""Turn a sweep folder into an answer (`python -m autoencoder.summarize <sweep folder>`).
+
+A multirun writes one folder per job (`<sweep>/<n>/`, with Hydra's `.hydra/overrides.yaml` and, once
+the job ends, our `metrics.json`). The summary has one row per job: its overrides, best val loss,
+test loss, epochs, samples/s, status (completed, failed with its error, or unfinished) and folder,
+sorted by best val loss; jobs that differ only in `seed` are also grouped as mean ± std; a plot shows
+the test loss against the swept parameters. It is written as `summary.csv`, `summary.md` and
+`summary.png` in the sweep folder, by `SweepSummary` when a multirun ends, or by this command for a
+sweep that is still running or was stopped.
+"""
+
+import csv
+import io
+import json
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from matplotlib.figure import Figure
+from omegaconf import DictConfig, OmegaConf
+from typing_extensions import override
+
+from autoencoder.utils.errors import UserError
+from autoencoder.utils.files import write_atomic
+from autoencoder.utils.tables import markdown_table, mean_std
+
+MONITOR = "best_val_loss"
+COLUMNS = ("job", "overrides", "best_val_loss", "test_loss", "epochs", "samples_per_s", "status", "error", "folder")
+
+
+def read_job(folder: Path) -> dict:
+    """One job's row; `status` is completed, failed or unfinished (no metrics.json yet)."""
+    overrides = [str(o) for o in OmegaConf.load(folder / ".hydra" / "overrides.yaml")]
+    row = dict.fromkeys(COLUMNS) | {"job": folder.name, "overrides": overrides, "folder": str(folder), "status": "unfinished"}
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text())
+    except FileNotFoundError:
+        return row
+    except (OSError, ValueError) as exc:
+        return row | {"status": "failed", "error": f"unreadable metrics.json ({exc})"}
+    return row | {
+        "best_val_loss": metrics.get("best_val_loss"),
+        "test_loss": metrics.get("test_loss"),
+        "epochs": metrics.get("epochs"),
+        "samples_per_s": metrics.get("train_samples_per_s"),
+        "status": metrics.get("status", "completed"),
+        "error": metrics.get("error"),
+    }
+
+
+def read_sweep(sweep: Path) -> list[dict]:
+    """Every job folder of a sweep, best first; failed and unfinished jobs last."""
+    if not sweep.is_dir():
+        raise UserError(f"sweep folder {sweep} does not exist; give the folder a multirun wrote (outputs/multirun/<day>/<time>)")
+    rows = [read_job(folder) for folder in sweep.iterdir() if (folder / ".hydra" / "overrides.yaml").is_file()]
+    if not rows:
+        raise UserError(f"{sweep} holds no job folders (<job>/.hydra/overrides.yaml); give the folder a multirun wrote")
+    return sorted(rows, key=lambda r: (r[MONITOR] is None, r[MONITOR] if r[MONITOR] is not None else 0, _job_number(r["job"])))
+
+
+def _job_number(name: str) -> float:
+    return int(name) if name.isdigit() else math.inf
+
+
+def _split(override: str) -> tuple[str, str]:
+    key, _, value = override.partition("=")
+    return key.lstrip("+~"), value
+
+
+def seed_groups(rows: list[dict]) -> list[dict]:
+    """Mean ± std of the completed jobs that differ only in `seed` (groups of two or more)."""
+    groups: dict[tuple[str, ...], list[dict]] = defaultdict(list)
+    for row in rows:
+        if row["status"] == "completed" and row[MONITOR] is not None:
+            groups[tuple(o for o in row["overrides"] if _split(o)[0] != "seed")].append(row)
+    out = []
+    for overrides, members in groups.items():
+        if len(members) < 2:
+            continue
+        out.append({"overrides": list(overrides), "jobs": len(members)} | {key: mean_std(m[key] for m in members) for key in (MONITOR, "test_loss")})
+    return sorted(out, key=lambda g: g[MONITOR][0])
+
+
+def _fmt(value: object, spec: str = ".5f") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, tuple):
+        return f"{value[0]:{spec}} ± {value[1]:{spec}}"
+    return format(value, spec) if isinstance(value, float) else str(value)
+
+
+def _shown(overrides: list[str], common: set[str]) -> str:
+    return f"`{' '.join(o for o in overrides if o not in common) or '(defaults)'}`"
+
+
+def to_markdown(sweep: Path, rows: list[dict], groups: list[dict]) -> str:
+    """The tables; overrides shared by every job are listed once above them."""
+    done = sum(r["status"] == "completed" for r in rows)
+    common = set.intersection(*(set(r["overrides"]) for r in rows)) if len(rows) > 1 else set()
+    lines = [
+        f"# Sweep {sweep}",
+        "",
+        f"{len(rows)} jobs: {done} completed, {sum(r['status'] == 'failed' for r in rows)} failed, "
+        f"{sum(r['status'] == 'unfinished' for r in rows)} unfinished. Sorted by best val loss.",
+        "",
+        *([f"Every job: `{' '.join(o for o in rows[0]['overrides'] if o in common)}`", ""] if common else []),
+    ]
+    jobs = (
+        [rank, r["job"], _shown(r["overrides"], common), _fmt(r[MONITOR]), _fmt(r["test_loss"]), _fmt(r["epochs"]), _fmt(r["samples_per_s"], ".0f"),
+         f"failed: {r['error']}" if r["status"] == "failed" and r["error"] else r["status"], Path(r["folder"]).name]
+        for rank, r in enumerate(rows, 1)
+    )  # fmt: skip
+    text = "\n".join(lines) + "\n" + markdown_table(["#", "job", "overrides", "best val loss", "test loss", "epochs", "samples/s", "status", "folder"], jobs)
+    if groups:
+        seeds = ([_shown(g["overrides"], common), g["jobs"], _fmt(g[MONITOR]), _fmt(g["test_loss"])] for g in groups)
+        text += "\n## Over seeds (mean ± std)\n\n" + markdown_table(["overrides", "jobs", "best val loss", "test loss"], seeds)
+    return text
+
+
+def to_csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row | {"overrides": " ".join(row["overrides"])})
+    return buffer.getvalue()
+
+
+def _number(value: str) -> float | str:
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def plot(rows: list[dict], path: Path) -> bool:
+    """Test loss (mean ± std over seeds) against the first swept parameter, one line per setting
+    of the others; False when nothing was swept or no job has finished."""
+    done = [r for r in rows if r["status"] == "completed" and r["test_loss"] is not None]
+    settings = [dict(_split(o) for o in r["overrides"] if _split(o)[0] != "seed") for r in done]
+    keys = dict.fromkeys(k for s in settings for k in s)  # in command-line order
+    swept = [k for k in keys if len({s.get(k) for s in settings}) > 1]
+    if not done or not swept:
+        return False
+    x_key, line_keys = swept[0], swept[1:]
+    lines: dict[str, dict[object, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for setting, row in zip(settings, done):
+        label = " ".join(f"{k}={setting.get(k, '-')}" for k in line_keys) or "test loss"
+        lines[label][_number(setting.get(x_key, "-"))].append(row["test_loss"])
+    categorical = any(isinstance(x, str) for points in lines.values() for x in points)
+    figure = Figure(figsize=(6, 4))
+    ax = figure.subplots()
+    for label, points in sorted(lines.items()):
+        xs = sorted(points, key=str) if categorical else sorted(points)
+        means = [statistics.mean(points[x]) for x in xs]
+        stds = [statistics.stdev(points[x]) if len(points[x]) > 1 else 0.0 for x in xs]
+        ax.errorbar([str(x) for x in xs] if categorical else xs, means, yerr=stds, marker="o", capsize=3, label=label)
+    ax.set(xlabel=x_key, ylabel="test loss", title="test loss over the sweep")
+    if not categorical and all(x > 0 for points in lines.values() for x in points) and max(max(p) for p in lines.values()) / min(min(p) for p in lines.values()) >= 8:
+        ax.set_xscale("log", base=2)
+    ax.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    return True
+
+
+def summarize(sweep: Path) -> list[dict]:
+    """Write summary.csv, summary.md and summary.png into the sweep folder; returns the rows."""
+    sweep = Path(sweep)
+    rows = read_sweep(sweep)
+    write_atomic(sweep / "summary.csv", to_csv(rows))
+    write_atomic(sweep / "summary.md", to_markdown(sweep, rows, seed_groups(rows)))
+    plot(rows, sweep / "summary.png")
+    return rows
+
+
+class SweepSummary(Callback):
+    """Hydra callback (conf/config.yaml): summarizes the sweep folder when a multirun ends."""
+
+    @override
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        rows = summarize(Path(config.hydra.sweep.dir))
+        print(f"sweep summary: {Path(config.hydra.sweep.dir) / 'summary.md'} ({len(rows)} jobs)")

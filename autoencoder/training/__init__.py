@@ -1,0 +1,1 @@
+"""Training runs: the Trainer, its callbacks and loggers from config, checkpoints, precision."""

@@ -1,0 +1,226 @@
+"""Callbacks for what the lecture's trainer showed: speed, one summary line per validation, and
+clean / noisy / reconstructed image grids plus a latent scatter at each validation; and a guard
+that stops a diverged run before its broken weights reach a checkpoint.
+
+Everything here runs at epoch or validation boundaries, never per training step, so it adds no
+cost (and no device sync) to the training loop beyond counting samples.
+"""
+
+import math
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torchvision.utils import make_grid, save_image
+from typing_extensions import override
+
+from autoencoder.evaluation.figures import latent_scatter
+from autoencoder.utils.errors import UserError
+
+
+def _hms(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+class EpochSummary(L.Callback):
+    """Measures training speed (samples/s over training time only, epochs/s over wall time), logs
+    it, and prints a line per validation:
+    `[Epoch   3] train 0.0412  val 0.0398  best | 00:01:12  0.05 epochs/s  1820 samples/s`."""
+
+    def __init__(self) -> None:
+        self.best = math.inf
+        self.train_seconds = 0.0
+        self.train_samples = 0
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.train_samples / self.train_seconds if self.train_seconds else 0.0
+
+    @override
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.fit_start = time.perf_counter()
+        self.first_epoch = trainer.current_epoch
+
+    @override
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.epoch_samples = 0
+        self.epoch_seconds = 0.0
+        self.epoch_start: float | None = time.perf_counter()
+        self.validated = False
+
+    @override
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.epoch_samples += len(batch[0]) * trainer.world_size  # every DDP process takes a batch
+
+    def _stop_epoch_clock(self) -> None:
+        if self.epoch_start is not None:
+            self.epoch_seconds += time.perf_counter() - self.epoch_start
+            self.epoch_start = None
+
+    @override
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._stop_epoch_clock()
+
+    @override
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.validated = True
+            self.epoch_start = time.perf_counter()  # training goes on after a mid-epoch validation
+
+    @override
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop_epoch_clock()
+        self.train_samples += self.epoch_samples
+        self.train_seconds += self.epoch_seconds
+        elapsed = time.perf_counter() - self.fit_start
+        epochs_per_second = (trainer.current_epoch + 1 - self.first_epoch) / elapsed
+        samples_per_second = self.epoch_samples / self.epoch_seconds if self.epoch_seconds else 0.0
+        pl_module.log("speed/train_samples_per_s", samples_per_second)
+        pl_module.log("speed/epochs_per_s", epochs_per_second)
+        if not self.validated:
+            return
+        metrics = trainer.callback_metrics
+        train_loss, val_loss = metrics.get("train/loss_epoch"), metrics.get("val/loss")
+        marker = ""
+        if val_loss is not None and val_loss.item() < self.best:
+            self.best, marker = val_loss.item(), "best"
+        train = f"{train_loss.item():.4f}" if train_loss is not None else "-"
+        val = f"{val_loss.item():.4f}" if val_loss is not None else "-"
+        pl_module.print(
+            f"[Epoch {trainer.current_epoch + 1:>3}] train {train}  val {val}  {marker:4} | "
+            f"{_hms(elapsed)}  {epochs_per_second:.3f} epochs/s  {samples_per_second:.0f} samples/s"
+        )
+
+    @override
+    def state_dict(self) -> dict:
+        return {"best": self.best}
+
+    @override
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.best = state_dict["best"]
+
+
+class Diverged(UserError):
+    """The training loss became NaN or infinite."""
+
+
+class StopOnDivergence(L.Callback):
+    """Stops the run when a training loss was NaN or infinite. Each step only updates a flag on the
+    device; the host reads it once per epoch, before validation (or at the epoch's end), which
+    Lightning runs before ModelCheckpoint saves: the last checkpoint stays the last good one."""
+
+    def __init__(self) -> None:
+        self.bad: torch.Tensor | None = None
+
+    @override
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.bad = None
+
+    @override
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        bad = ~torch.isfinite(outputs["loss"].detach())
+        self.bad = bad if self.bad is None else self.bad | bad
+
+    def _check(self, trainer: L.Trainer) -> None:
+        if self.bad is not None and bool(self.bad):
+            last = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
+            kept = f"the last good checkpoint is {last}" if last else "no checkpoint was saved before"
+            raise Diverged(f"training diverged: the loss became NaN or infinite in epoch {trainer.current_epoch + 1} (too high a learning rate? lower optimizer.lr); {kept}")
+
+    @override
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._check(trainer)
+
+    @override
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check(trainer)
+
+
+class ValidationImages(L.Callback):
+    """At each validation: a grid of fixed validation images (row 1 clean, row 2 noisy, row 3
+    reconstructed) and, for a 2-D latent space, a scatter of the validation codes coloured by class.
+    Both go to TensorBoard (when it is a logger) and to PNG files in `output_dir`.
+
+    It sees only what the validation loader yields (float images in [0, 1] on the device, labels),
+    so it works with any data module: the fixed images are the first of each class in the first
+    validation, topped up with the first others when fewer classes are present."""
+
+    def __init__(self, output_dir: str | Path, num_images: int = 10, noise_seed: int = 1234) -> None:
+        self.output_dir = Path(output_dir)
+        self.num_images = num_images
+        self.noise_seed = noise_seed
+        self.fixed_images: torch.Tensor | None = None
+        self.seen = 0  # validation images looked at while choosing the fixed ones
+        self.first_of_class: dict[int, tuple[int, torch.Tensor]] = {}  # label -> (position, image)
+        self.first: list[tuple[int, torch.Tensor]] = []  # the first num_images (position, image)
+        self.codes: list[torch.Tensor] = []
+        self.labels: list[torch.Tensor] = []
+
+    @override
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.codes, self.labels = [], []
+
+    @override
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        images, labels = batch
+        if self.fixed_images is None:
+            self._consider(images, labels)
+        if pl_module.net.latent_dim == 2:
+            self.codes.append(pl_module.net.encode(images).float().cpu())
+            self.labels.append(labels.cpu())
+
+    def _consider(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """Remember the first image of each new class in this batch, and the first images overall."""
+        positions = range(self.seen, self.seen + len(labels))
+        self.seen += len(labels)
+        for i, (position, label) in enumerate(zip(positions, labels.tolist())):
+            if label not in self.first_of_class:
+                self.first_of_class[label] = (position, images[i].cpu())
+        self.first += [(p, images[i].cpu()) for i, p in enumerate(positions[: self.num_images - len(self.first)])]
+
+    @override
+    @torch.no_grad()
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        if self.fixed_images is None:
+            picks = [self.first_of_class[label] for label in sorted(self.first_of_class)][: self.num_images]
+            taken = {position for position, _ in picks}
+            picks += [p for p in self.first if p[0] not in taken][: self.num_images - len(picks)]
+            self.fixed_images = torch.stack([image for _, image in picks])
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        clean = self.fixed_images.to(pl_module.device)
+        noisy = pl_module.corruption(clean, torch.Generator(device=clean.device).manual_seed(self.noise_seed))
+        recon = pl_module(noisy).float()
+        grid = make_grid(torch.cat([clean, noisy, recon]).cpu(), nrow=len(clean), pad_value=1.0)
+        save_image(torch.nn.functional.interpolate(grid[None], scale_factor=3)[0], self.output_dir / "reconstructions.png")
+        tensorboard = self._tensorboard(trainer)
+        if tensorboard is not None:
+            tensorboard.add_image("val/reconstructions", grid, trainer.global_step)
+        if self.codes:
+            figure = latent_scatter(torch.cat(self.codes), torch.cat(self.labels), f"validation latent space, epoch {trainer.current_epoch + 1}")
+            figure.savefig(self.output_dir / "latent.png", dpi=100)
+            if tensorboard is not None:
+                tensorboard.add_figure("val/latent", figure, trainer.global_step, close=False)
+
+    @override
+    def state_dict(self) -> dict:
+        return {"fixed_images": self.fixed_images}
+
+    @override
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.fixed_images = state_dict.get("fixed_images")
+
+    @staticmethod
+    def _tensorboard(trainer: L.Trainer):
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                return logger.experiment
+        return None

@@ -1,0 +1,117 @@
+"""Checkpoints in and out. A checkpoint holds the module's hyperparameters (so
+`LitAutoencoder.load_from_checkpoint(path)` rebuilds it) and the run's whole config (the data
+module, the seed); every reader loads with weights_only=True.
+
+evaluate, encode and anomaly start from a checkpoint that may come from someone else, so nothing
+in it is unpickled as code, and a file that does not fit gets one clear line instead of a
+traceback from deep inside torch.
+"""
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+from typing_extensions import override
+
+from autoencoder.data.mnist import DATA_ENV
+from autoencoder.utils.errors import UserError, user_message
+
+CONFIG_KEY = "autoencoder_config"
+
+
+class ConfigInCheckpoint(L.Callback):
+    """Stores the resolved run config in every checkpoint, so the file alone rebuilds the model."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.config = OmegaConf.to_container(cfg, resolve=True)
+
+    @override
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        checkpoint[CONFIG_KEY] = self.config
+
+
+def read_checkpoint(path: str | Path) -> tuple[Path, dict]:
+    """The checkpoint's path and contents; a missing or unreadable file is a UserError."""
+    ckpt = Path(path).expanduser()
+    if not ckpt.is_file():
+        raise UserError(f"ckpt_path {ckpt} does not exist or is not a file")
+    try:
+        contents = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file means the same to the user
+        unsafe = "it would need unpickling arbitrary objects, which is refused; " if "weights_only" in str(exc) else ""
+        raise UserError(f"ckpt_path {ckpt} is not a Lightning checkpoint this framework wrote ({unsafe}{type(exc).__name__})") from exc
+    if not isinstance(contents, dict) or not isinstance(contents.get("state_dict"), dict):
+        raise UserError(f"ckpt_path {ckpt} is not a Lightning checkpoint this framework wrote (no state_dict)")
+    return ckpt, contents
+
+
+def check_weights(ckpt: Path, state: dict, module: torch.nn.Module) -> None:
+    """Fail in one line when the checkpoint's tensors do not fit the module's."""
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    if found != expected:
+        diff = sorted(set(found.items()) ^ set(expected.items()))[0][0]
+        raise UserError(f"ckpt_path {ckpt} holds a different model than the configured one (first difference at {diff!r}); use the model config it was trained with")
+
+
+def check_resume_checkpoint(path: str, module: L.LightningModule) -> str:
+    """The checkpoint to resume training from, checked against the configured model."""
+    ckpt, contents = read_checkpoint(path)
+    check_weights(ckpt, contents["state_dict"], module)
+    return str(ckpt)
+
+
+def resume_config(folder: str | Path, defaults: DictConfig) -> DictConfig:
+    """The config that continues a stopped run in its own folder: the run's config.yaml, with
+    `ckpt_path` at its last checkpoint. Top-level keys newer than the run come from `defaults`."""
+    run = Path(folder).expanduser()
+    last = run / "checkpoints" / "last.ckpt"
+    if not (run / "config.yaml").is_file() or not last.is_file():
+        raise UserError(f"resume={run} is not a run folder with config.yaml and checkpoints/last.ckpt; give the folder of a run that saved a checkpoint")
+    cfg = OmegaConf.load(run / "config.yaml")
+    for key in defaults:
+        if key not in cfg:
+            cfg[key] = defaults[key]
+    cfg.output_dir, cfg.ckpt_path, cfg.resume = str(run), str(last), None
+    return cfg
+
+
+def run_config(ckpt: Path, contents: dict) -> DictConfig:
+    """The config a checkpoint was trained with: stored inside it, or (older runs) the run folder's
+    config.yaml next to its checkpoints/ folder."""
+    if CONFIG_KEY in contents:
+        return OmegaConf.create(contents[CONFIG_KEY])
+    beside = ckpt.parent.parent / "config.yaml"
+    if ckpt.parent.name == "checkpoints" and beside.is_file():
+        return OmegaConf.load(beside)
+    raise UserError(f"ckpt_path {ckpt} carries no training config and has no run folder config.yaml beside it; pass a checkpoint written by autoencoder.train")
+
+
+def load_trained(path: str | Path) -> tuple[DictConfig, L.LightningModule]:
+    """The run config and the trained LightningModule (on CPU, in eval mode) of a checkpoint,
+    loaded the Lightning way: `<module class>.load_from_checkpoint`, with weights_only."""
+    ckpt, contents = read_checkpoint(path)
+    cfg = run_config(ckpt, contents)
+    if "hyper_parameters" not in contents:
+        raise UserError(f"ckpt_path {ckpt} was written by an older version of this framework (no hyperparameters in it); train the model again")
+    try:
+        module = get_class(cfg.module._target_).load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - whatever does not fit, the checkpoint is the problem
+        reason = user_message(exc) or " ".join(str(exc).split())[:200]
+        raise UserError(f"ckpt_path {ckpt} does not rebuild its model: {reason}") from exc
+    return cfg, module.eval()
+
+
+def datamodule_for(cfg: DictConfig, overrides: Mapping | None = None) -> L.LightningDataModule:
+    """The run's data module with every class and training image (its split and seed kept). Keys
+    in `overrides` (the command's `data.*` on the command line) replace the run's; the data folder
+    is otherwise $AUTOENCODER_DATA_DIR when set, else the run's own."""
+    data = OmegaConf.to_container(cfg.data, resolve=True) | {"classes": None, "train_size": None}
+    data.pop("num_workers", None)  # runs from before the in-memory batches had it
+    if os.environ.get(DATA_ENV) and "data_dir" in data:
+        data["data_dir"] = os.environ[DATA_ENV]
+    return instantiate(data | dict(overrides or {}))

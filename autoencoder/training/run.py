@@ -1,0 +1,156 @@
+"""Training runs: `train(cfg)` fits, tests the best checkpoint and writes metrics.json;
+`train_job(cfg, multirun)` is what the command runs for each job of a single run or a sweep.
+
+A run folder gets the resolved config, logger output, checkpoints (best by val loss, and last),
+image grids and `metrics.json` (with DDP, only the first process writes them).
+"""
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from autoencoder.training.callbacks import Diverged, EpochSummary
+from autoencoder.training.checkpoints import ConfigInCheckpoint, check_resume_checkpoint, resume_config
+from autoencoder.training.instantiate import instantiate_callbacks, instantiate_logger
+from autoencoder.utils.errors import UserError, user_message
+from autoencoder.utils.files import write_atomic
+
+log = logging.getLogger(__name__)
+
+
+def _hparams(cfg: DictConfig) -> dict:
+    """The run's settings for the logger's hyperparameters (the module node only repeats them)."""
+    params = OmegaConf.to_container(cfg, resolve=True)
+    for key in ("module", "callbacks", "output_dir", "ckpt_path", "resume"):
+        params.pop(key, None)
+    return params
+
+
+def build_trainer(cfg: DictConfig, logger, callbacks: list[L.Callback]) -> L.Trainer:
+    """The Trainer of `cfg.trainer`. The progress bar shows on a terminal only; the learning-rate
+    monitor needs a logger. Lightning's refusals (no GPU, ...) become one line with what to do."""
+    progress_bar = bool(cfg.trainer.enable_progress_bar) and sys.stdout.isatty()
+    callbacks = [c for c in callbacks if (progress_bar or not isinstance(c, ProgressBar)) and (logger or not isinstance(c, LearningRateMonitor))]
+    try:
+        return instantiate(cfg.trainer, callbacks=callbacks, logger=logger or False, enable_progress_bar=progress_bar)
+    except Exception as exc:
+        cause = exc.__cause__ if isinstance(exc.__cause__, MisconfigurationException) else exc
+        if isinstance(cause, MisconfigurationException):
+            text = " ".join(str(cause).split())
+            raise UserError(f"the Trainer refused trainer.accelerator={cfg.trainer.accelerator} trainer.devices={cfg.trainer.devices}: {text}; use trainer=cpu, or trainer=auto to take a GPU only when there is one") from exc
+        raise
+
+
+def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
+    """Fit, test the best checkpoint, write metrics.json; returns the metrics. `callbacks` are
+    added to the configured ones (the benchmark times steps with one). With `resume=<run folder>`
+    the run goes on in that folder, with its config, from its last checkpoint."""
+    if cfg.resume:
+        cfg = resume_config(cfg.resume, cfg)
+    out = Path(cfg.output_dir)
+    if rank_zero_only.rank == 0:
+        write_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    datamodule = instantiate(cfg.data, _convert_="all")  # plain values: its hyperparameters go into checkpoints
+    module = instantiate(cfg.module)
+    ckpt_path = check_resume_checkpoint(cfg.ckpt_path, module) if cfg.ckpt_path else None
+    logger = instantiate_logger(cfg.logger)
+    trainer = build_trainer(cfg, logger, [*instantiate_callbacks(cfg.callbacks), ConfigInCheckpoint(cfg), *callbacks])
+
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except Diverged as exc:
+        record_failure(out, str(exc))
+        raise
+    # Read these before testing: restoring the best checkpoint also restores the callbacks' state.
+    checkpoint, early_stopping = trainer.checkpoint_callback, trainer.early_stopping_callback
+    summary = next((c for c in trainer.callbacks if isinstance(c, EpochSummary)), None)
+    best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+    metrics = {
+        "best_val_loss": float(checkpoint.best_model_score) if best and checkpoint.best_model_score is not None else None,
+        "test_loss": None,
+        "epochs": trainer.current_epoch,
+        "stopped_early": bool(early_stopping is not None and early_stopping.stopped_epoch > 0),
+        "train_samples_per_s": round(summary.samples_per_second, 1) if summary else None,
+        "train_seconds": round(summary.train_seconds, 2) if summary else None,
+        "best_checkpoint": best,
+        "last_checkpoint": (checkpoint.last_model_path or None) if checkpoint is not None else None,
+        "precision": str(trainer.precision),
+        "status": "completed",
+    }
+    metrics["test_loss"] = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]["test/loss"]
+    if not trainer.is_global_zero:
+        return metrics
+    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    if isinstance(logger, TensorBoardLogger):
+        logger.log_hyperparams(_hparams(cfg), {"hparams/best_val_loss": metrics["best_val_loss"], "hparams/test_loss": metrics["test_loss"]})
+    elif logger:
+        logger.log_hyperparams(_hparams(cfg))
+        logger.log_metrics({"best_val_loss": metrics["best_val_loss"] or float("nan"), "test_loss": metrics["test_loss"]})
+    log.info(
+        "best val loss %.5f | test loss %.5f | %d epochs%s | %.0f samples/s | run folder %s",
+        metrics["best_val_loss"] if metrics["best_val_loss"] is not None else float("nan"),
+        metrics["test_loss"],
+        metrics["epochs"],
+        " (stopped early)" if metrics["stopped_early"] else "",
+        metrics["train_samples_per_s"] or 0,
+        out,
+    )
+    return metrics
+
+
+def thread_share(launcher: DictConfig) -> int | None:
+    """CPU threads per job when a parallel launcher runs `n_jobs` at once (joblib's n_jobs < 0
+    means all cores but |n_jobs| - 1), so that the jobs together use each core once."""
+    n_jobs = launcher.get("n_jobs")
+    if not isinstance(n_jobs, int) or n_jobs in (0, 1):
+        return None
+    cores = os.cpu_count() or 1
+    workers = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)
+    return max(1, cores // workers)
+
+
+def record_failure(out: Path, error: str) -> None:
+    """Mark the run failed in its metrics.json, with its one-line error (for the sweep's summary).
+    Only in a folder train() started (it holds config.yaml), and never over a completed run's
+    metrics.json (a failed resume of it)."""
+    path = out / "metrics.json"
+    try:
+        completed = json.loads(path.read_text()).get("status", "completed") == "completed"
+    except (OSError, ValueError, AttributeError):
+        completed = False
+    if rank_zero_only.rank == 0 and (out / "config.yaml").is_file() and not completed:
+        write_atomic(path, json.dumps({"status": "failed", "error": error}, indent=2) + "\n")
+
+
+def train_job(cfg: DictConfig, launcher: DictConfig | None = None) -> float | None:
+    """One job of the train command; returns the monitored metric (best val loss) for Hydra's
+    sweepers. `launcher` is the sweep's launcher config, None for a single run. A single run lets
+    its error through (the command prints it as one line); a job of a sweep records its error in
+    metrics.json and returns NaN (a failed Optuna trial), so that the other jobs go on."""
+    if launcher is None:
+        return train(cfg)["best_val_loss"]
+    if cfg.threads is None:
+        cfg.threads = thread_share(launcher)
+    try:
+        return train(cfg)["best_val_loss"]
+    except Exception as exc:  # noqa: BLE001 - whatever went wrong, the other jobs go on
+        error = user_message(exc) or f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        log.error("job failed: %s", error, exc_info=user_message(exc) is None)
+        record_failure(Path(cfg.output_dir), error)
+        return float("nan")

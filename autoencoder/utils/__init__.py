@@ -1,0 +1,1 @@
+"""Shared helpers: one-line errors, the commands' setting, atomic writes, tables."""

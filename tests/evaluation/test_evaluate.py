@@ -1,0 +1,71 @@
+import json
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from autoencoder.evaluation.evaluate import FILTERS, classical_filter, corruption, evaluate
+from autoencoder.utils.errors import UserError
+from tests.conftest import compose_entry, run_module
+
+SMALL = ["denoising.noise=[0.1,0.4]", "denoising.tuning_images=20", "latent.projector_points=30", "latent.manifold_steps=5", "latent.tsne=true", "latent.tsne_points=40", "batch_size=16"]
+
+
+def test_evaluate_writes_every_measure(trained_checkpoint, fake_mnist, tmp_path):
+    cfg = compose_entry("evaluate", tmp_path, f"ckpt_path={trained_checkpoint}", f"data_dir={fake_mnist}", *SMALL)
+    result = evaluate(cfg)
+    assert json.loads((tmp_path / "evaluation.json").read_text()) == result
+    rec = result["reconstruction"]
+    assert 0 < rec["mse"] < 1 and rec["psnr_db"] > 0 and 0 < rec["ssim"] <= 1 and rec["bce"] > 0
+    rows = result["denoising"]
+    assert [(r["corruption"], r["noise"]) for r in rows] == [(c, n) for c in ("gaussian", "masking", "salt_pepper") for n in (0.1, 0.4)]
+    assert all(r["filter"] in FILTERS for r in rows)
+    for c in ("gaussian", "salt_pepper"):  # more noise, lower input PSNR
+        low, high = (r for r in rows if r["corruption"] == c)
+        assert low["psnr_noisy_db"] > high["psnr_noisy_db"]
+    features = result["features"]
+    assert features["train_images"] == 250 and set(features) >= {"latent", "pixels", "pca2"}
+    assert features["latent"]["dims"] == 2 and features["pixels"]["dims"] == 784
+    assert all(0 <= features[k][m] <= 1 for k in ("latent", "pixels", "pca2") for m in ("linear_probe_accuracy", "knn_accuracy"))
+    assert features["pixels"]["knn_accuracy"] > 0.9  # the fake digits are bars at ten positions
+    for png in ("denoising_psnr", "latent", "latent_tsne", "manifold"):
+        assert (tmp_path / f"{png}.png").is_file()
+    assert "| gaussian | 0.4 |" in (tmp_path / "evaluation.md").read_text()
+
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert {"eval/reconstruction/mse", "eval/linear_probe/latent", "eval/knn/pixels"} <= set(events.Tags()["scalars"])
+    assert {"eval/manifold", "eval/denoising_psnr", "eval/latent"} <= set(events.Tags()["images"])
+    projector = list((tmp_path / "tensorboard").rglob("sprite.png"))
+    assert projector and (projector[0].parent / "metadata.tsv").read_text().count("\n") == 30
+
+
+def test_classical_filters_remove_salt_and_pepper():
+    clean = torch.zeros(4, 1, 28, 28)
+    clean[:, :, 8:20, 12:16] = 1.0
+    noisy = corruption("salt_pepper", 0.1)(clean, torch.Generator().manual_seed(0))
+    assert (classical_filter("median 3x3", noisy) - clean).abs().mean() < (noisy - clean).abs().mean() / 4
+
+
+def test_unknown_corruption_in_the_table():
+    with pytest.raises(UserError, match=r"unknown corruption 'blur' in denoising.corruptions \(allowed: gaussian, masking, salt_pepper\)"):
+        corruption("blur", 0.1)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "error: Missing mandatory value: ckpt_path"),
+        (["ckpt_path={tmp}/missing.ckpt"], "error: ckpt_path {tmp}/missing.ckpt does not exist or is not a file"),
+        (["ckpt_path={tmp}/notes.txt"], "error: ckpt_path {tmp}/notes.txt is not a Lightning checkpoint this framework wrote"),
+        (["ckpt_path={ckpt}", "model.latent_dim=8"], "error: Could not override 'model.latent_dim'."),
+        (["ckpt_path={ckpt}", "denoising.corruptions=[blur]"], "error: unknown corruption 'blur' in denoising.corruptions"),
+    ],
+)
+def test_evaluate_command_line_bad_input(trained_checkpoint, fake_mnist, tmp_path, args, message):
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    args = [a.format(tmp=tmp_path, ckpt=trained_checkpoint) for a in args]
+    result = run_module("autoencoder.evaluate", *args, f"data_dir={fake_mnist}", cwd=tmp_path)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(errors) == 1, result.stderr[-2000:]
+    assert errors[0].startswith(message.format(tmp=tmp_path)) and "Traceback" not in result.stderr

@@ -1,0 +1,80 @@
+import csv
+import json
+
+import pytest
+
+from autoencoder.utils.errors import UserError
+from autoencoder.sweeps.summary import seed_groups, summarize
+from tests.conftest import run_module
+
+
+def job(sweep, name, overrides, metrics=None):
+    folder = sweep / name
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    if metrics is not None:
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    return folder
+
+
+def done(val, test):
+    return {"best_val_loss": val, "test_loss": test, "epochs": 3, "train_samples_per_s": 1500.0, "status": "completed"}
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    """A half-finished sweep: latent 2 and 8 over two seeds, one failed job, one still running."""
+    sweep = tmp_path / "sweep"
+    job(sweep, "0", ["model.latent_dim=2", "seed=1"], done(0.040, 0.041))
+    job(sweep, "1", ["model.latent_dim=2", "seed=2"], done(0.042, 0.043))
+    job(sweep, "2", ["model.latent_dim=8", "seed=1"], done(0.010, 0.011))
+    job(sweep, "3", ["model.latent_dim=8", "seed=2"], done(0.012, 0.013))
+    job(sweep, "4", ["model.latent_dim=-1", "seed=1"], {"status": "failed", "error": "model.latent_dim must be a positive integer, got -1"})
+    job(sweep, "5", ["model.latent_dim=32", "seed=1"])  # started, no metrics.json yet
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")  # not a job
+    return sweep
+
+
+def test_summary_rows_sorted_with_failed_and_unfinished_jobs(sweep):
+    rows = summarize(sweep)
+    assert [r["job"] for r in rows] == ["2", "3", "0", "1", "4", "5"]
+    assert [r["status"] for r in rows] == ["completed"] * 4 + ["failed", "unfinished"]
+    with open(sweep / "summary.csv") as file:
+        saved = list(csv.DictReader(file))
+    assert [r["job"] for r in saved] == ["2", "3", "0", "1", "4", "5"]
+    assert saved[0]["overrides"] == "model.latent_dim=8 seed=1" and float(saved[0]["best_val_loss"]) == 0.010
+    assert saved[4]["error"] == "model.latent_dim must be a positive integer, got -1"
+    text = (sweep / "summary.md").read_text()
+    assert "6 jobs: 4 completed, 1 failed, 1 unfinished" in text
+    assert "| failed: model.latent_dim must be a positive integer, got -1 |" in text
+    assert (sweep / "summary.png").stat().st_size > 0
+
+
+def test_jobs_differing_only_in_seed_are_grouped(sweep):
+    groups = seed_groups(summarize(sweep))
+    assert [g["overrides"] for g in groups] == [["model.latent_dim=8"], ["model.latent_dim=2"]]
+    mean, std = groups[0]["best_val_loss"]
+    assert mean == pytest.approx(0.011) and std == pytest.approx(0.0014142, rel=1e-3)
+    assert "| `model.latent_dim=8` | 2 | 0.01100 ± 0.00141 | 0.01200 ± 0.00141 |" in (sweep / "summary.md").read_text()
+
+
+def test_rebuilding_replaces_the_summary(sweep):
+    summarize(sweep)
+    (sweep / "5" / "metrics.json").write_text(json.dumps(done(0.005, 0.006)))  # the last job finished
+    rows = summarize(sweep)
+    assert rows[0]["job"] == "5" and rows[0]["status"] == "completed"
+    assert "1 unfinished" not in (sweep / "summary.md").read_text()
+
+
+def test_not_a_sweep_folder(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        summarize(tmp_path / "nowhere")
+    with pytest.raises(UserError, match="holds no job folders"):
+        summarize(tmp_path)
+
+
+def test_command_line(sweep, tmp_path):
+    ok = run_module("autoencoder.summarize", str(sweep), cwd=tmp_path)
+    assert ok.returncode == 0 and "| 1 | 2 | `model.latent_dim=8 seed=1` |" in ok.stdout
+    bad = run_module("autoencoder.summarize", str(tmp_path / "nowhere"), cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: sweep folder") and "Traceback" not in bad.stderr

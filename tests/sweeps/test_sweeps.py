@@ -1,0 +1,101 @@
+"""Sweeps and scaling out, run as a user would: `python -m autoencoder.train -m ...` in a subprocess."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import optuna
+import pytest
+
+from tests.conftest import FAST, run_module
+from tests.training.test_run import read_events
+
+pytestmark = pytest.mark.slow
+
+
+def tiny(fake_mnist, batch_size: bool = True) -> list[str]:
+    """Few-batch settings on the fake data; without the batch size for a search that tunes it
+    (a fixed override leaves Optuna's search space)."""
+    return [f"data.data_dir={fake_mnist}", *(o for o in FAST if batch_size or not o.startswith("data.batch_size"))]
+
+
+def multirun(tmp_path, fake_mnist, *overrides: str, timeout: int = 600) -> tuple:
+    sweep = tmp_path / "sweep"
+    result = run_module("autoencoder.train", "-m", *tiny(fake_mnist), f"hydra.sweep.dir={sweep}", *overrides, cwd=tmp_path, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(sweep / "summary.csv") as file:
+        return sweep, {row["overrides"]: row for row in csv.DictReader(file)}
+
+
+def test_a_failed_job_does_not_stop_the_sweep_and_the_summary_shows_it(tmp_path, fake_mnist):
+    # Masking noise is a fraction of pixels: 1.5 is refused, by that job only.
+    sweep, rows = multirun(tmp_path, fake_mnist, "corruption=gaussian,masking", "noise=0.3,1.5")
+    assert len(rows) == 4
+    failed = next(r for o, r in rows.items() if o.endswith("corruption=masking noise=1.5"))
+    assert failed["status"] == "failed" and failed["error"] == "noise for Masking corruption must be a number in [0, 1], got 1.5"
+    completed = [r for r in rows.values() if r["status"] == "completed"]
+    assert len(completed) == 3 and all(float(r["test_loss"]) > 0 for r in completed)
+    assert (sweep / "summary.md").is_file() and (sweep / "summary.png").is_file()
+    events = read_events(sweep / completed[0]["job"] / "tensorboard")  # one HParams session per job
+    assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
+
+
+def test_joblib_jobs_share_the_cores(tmp_path, fake_mnist):
+    sweep, rows = multirun(tmp_path, fake_mnist, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model.latent_dim=2,4", "logger=none")
+    assert [r["status"] for r in rows.values()] == ["completed"] * 2
+    for row in rows.values():
+        config = (sweep / row["job"] / "config.yaml").read_text()
+        assert f"threads: {max(1, os.cpu_count() // 2)}\n" in config
+
+
+def test_optuna_search_resumes_from_its_sqlite_study(tmp_path, fake_mnist):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    for trials in (3, 2):
+        result = run_module(
+            "autoencoder.train", "-m", "hparams_search=optuna", *tiny(fake_mnist, batch_size=False), "logger=none",
+            f"hydra.sweeper.n_trials={trials}", f"hydra.sweeper.storage={storage}", f"hydra.sweep.dir={tmp_path / f'sweep{trials}'}",
+            cwd=tmp_path, timeout=600,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+    study = optuna.load_study(study_name="autoencoder", storage=storage)
+    assert len(study.trials) == 5 and all(t.state.name == "COMPLETE" for t in study.trials)
+    assert {"optimizer.lr", "model.latent_dim", "noise", "data.batch_size"} == set(study.best_params)
+    assert study.best_value == min(t.value for t in study.trials)
+
+
+def test_ddp_on_cpu_writes_one_consistent_metrics_file(tmp_path, fake_mnist):
+    run = tmp_path / "run"
+    result = run_module(
+        "autoencoder.train", *tiny(fake_mnist), "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", f"hydra.run.dir={run}",
+        cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("metrics.json")) == ["run/metrics.json"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["epochs"] == 1 and 0 < metrics["test_loss"] < 1
+    events = read_events(run / "tensorboard")  # rank 0 logged the loss averaged over both processes
+    assert events.Scalars("test/loss")[-1].value == pytest.approx(metrics["test_loss"])
+
+
+def test_submitit_local_launcher(tmp_path, fake_mnist):
+    sweep, rows = multirun(tmp_path, fake_mnist, "hydra/launcher=submitit_local", "model.latent_dim=2,4", "logger=none")
+    assert [r["status"] for r in rows.values()] == ["completed"] * 2
+
+
+def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, fake_mnist):
+    command = [sys.executable, "-m", "autoencoder.train", *tiny(fake_mnist), "logger=none"]
+    runs = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    assert all(p.wait(timeout=300) == 0 for p in runs), [p.stderr.read()[-2000:] for p in runs]
+    folders = sorted(p.parent for p in (tmp_path / "outputs").rglob("metrics.json"))
+    assert len(folders) == 2 and folders[0] != folders[1]
+
+
+def test_eight_jobs_on_two_parallel_workers_all_finish(tmp_path, fake_mnist):
+    sweep, rows = multirun(tmp_path, fake_mnist, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model.latent_dim=2,4", "noise=0,0.3", "seed=1,2", "logger=none")
+    assert len(rows) == 8 and [r["status"] for r in rows.values()] == ["completed"] * 8
+    for row in rows.values():
+        metrics = json.loads((sweep / row["job"] / "metrics.json").read_text())
+        assert metrics["epochs"] == 1 and 0 < metrics["test_loss"] < 1
+    assert "8 jobs: 8 completed" in (sweep / "summary.md").read_text()

@@ -1,0 +1,76 @@
+import shutil
+
+import pytest
+import torch
+
+from autoencoder.evaluation.batched import in_batches
+from autoencoder.training.checkpoints import CONFIG_KEY, datamodule_for, load_trained
+from autoencoder.utils.errors import UserError
+
+
+def test_checkpoint_carries_its_config_and_loads_back(trained_checkpoint):
+    contents = torch.load(trained_checkpoint, weights_only=True)
+    assert contents[CONFIG_KEY]["model"]["latent_dim"] == 2 and contents[CONFIG_KEY]["noise"] == 0.2
+    cfg, module = load_trained(trained_checkpoint)
+    assert cfg.model.latent_dim == 2 and not module.training
+    assert torch.equal(module.state_dict()["net.encoder.0.weight"], contents["state_dict"]["net.encoder.0.weight"])
+
+
+def test_copied_checkpoint_still_loads(trained_checkpoint, tmp_path):
+    copy = tmp_path / "model.ckpt"  # away from its run folder: the embedded config is enough
+    shutil.copy(trained_checkpoint, copy)
+    assert load_trained(copy)[0].model.latent_dim == 2
+
+
+def test_older_checkpoint_uses_the_run_folder_config(trained_checkpoint, tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    contents = torch.load(trained_checkpoint, weights_only=True)
+    del contents[CONFIG_KEY]
+    torch.save(contents, tmp_path / "checkpoints" / "old.ckpt")
+    with pytest.raises(UserError, match="carries no training config and has no run folder config.yaml"):
+        load_trained(tmp_path / "checkpoints" / "old.ckpt")
+    shutil.copy(trained_checkpoint.parent.parent / "config.yaml", tmp_path / "config.yaml")
+    assert load_trained(tmp_path / "checkpoints" / "old.ckpt")[0].model.latent_dim == 2
+
+
+class Unsafe:
+    """Anything torch.load would have to unpickle as code."""
+
+
+@pytest.mark.parametrize(
+    "write, message",
+    [
+        (None, "does not exist"),
+        (lambda p: p.write_text("hello"), "is not a Lightning checkpoint this framework wrote"),
+        (lambda p: torch.save({"weights": torch.zeros(2)}, p), r"is not a Lightning checkpoint this framework wrote \(no state_dict\)"),
+        (lambda p: torch.save({"state_dict": {}, "x": Unsafe()}, p), "would need unpickling arbitrary objects, which is refused"),
+    ],
+)
+def test_foreign_files_are_refused(tmp_path, write, message):
+    path = tmp_path / "foreign.ckpt"
+    if write:
+        write(path)
+    with pytest.raises(UserError, match=message):
+        load_trained(path)
+
+
+def test_config_that_does_not_match_the_weights(trained_checkpoint, tmp_path):
+    contents = torch.load(trained_checkpoint, weights_only=True)
+    contents[CONFIG_KEY]["module"]["net"]["latent_dim"] = 8
+    torch.save(contents, tmp_path / "edited.ckpt")
+    with pytest.raises(UserError, match="holds a different model than the configured one .*net.decoder.0.weight"):
+        load_trained(tmp_path / "edited.ckpt")
+    contents[CONFIG_KEY]["module"]["net"]["latent_dim"] = -3
+    torch.save(contents, tmp_path / "edited.ckpt")
+    with pytest.raises(UserError, match="has a config that does not build a model: model.latent_dim must be a positive integer, got -3"):
+        load_trained(tmp_path / "edited.ckpt")
+
+
+def test_datamodule_for_keeps_the_split_and_drops_the_class_filter(trained_checkpoint):
+    cfg, module = load_trained(trained_checkpoint)
+    cfg.data.classes = [3]
+    data = datamodule_for(cfg)
+    images, labels = data.split("train")
+    assert len(images) == 250 and set(labels.tolist()) == set(range(10))
+    codes = in_batches(module.net.encoder, images, batch_size=64)
+    assert codes.shape == (250, 2) and codes.dtype == torch.float32

@@ -1,0 +1,52 @@
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from autoencoder import CONFIG_DIR
+from autoencoder.training import precision
+from autoencoder.utils.errors import UserError
+from autoencoder.training.precision import check_precision, fastest_precision
+
+
+@pytest.mark.parametrize("native_bf16, expected", [(True, "bf16-mixed"), (False, "32-true")])
+def test_cpu(monkeypatch, native_bf16, expected):
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native_bf16)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert fastest_precision("cpu") == expected
+    assert fastest_precision("auto") == expected
+
+
+@pytest.mark.parametrize("bf16, expected", [(True, "bf16-mixed"), (False, "16-mixed")])
+def test_gpu(monkeypatch, bf16, expected):
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: bf16)
+    assert fastest_precision("gpu") == expected
+    assert fastest_precision("auto") == expected
+    assert fastest_precision("cpu") == "32-true"  # the CPU asked for explicitly, without native bf16
+
+
+def test_gpu_asked_for_without_one(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert fastest_precision("gpu") == "32-true"
+
+
+@pytest.mark.parametrize("option, accelerator", [("cpu", "cpu"), ("gpu", "gpu"), ("auto", "auto")])
+def test_trainer_options_resolve(option, accelerator):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"trainer={option}"])
+    assert cfg.trainer.accelerator == accelerator
+    assert cfg.trainer.precision == fastest_precision(accelerator)
+    assert cfg.trainer.devices == 1
+
+
+def test_check_precision(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for ok in ("32-true", "bf16-mixed"):
+        check_precision(ok, "cpu")
+    with pytest.raises(UserError, match="trainer.precision must be one of 32-true, bf16-mixed, 16-mixed .*got 'fp8'"):
+        check_precision("fp8", "cpu")
+    with pytest.raises(UserError, match="trainer.precision=16-mixed needs a GPU"):
+        check_precision("16-mixed", "auto")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    check_precision("16-mixed", "auto")

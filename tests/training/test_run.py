@@ -1,0 +1,322 @@
+import csv
+import inspect
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import lightning
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from autoencoder.data.mnist import DATA_ENV
+from autoencoder.utils.errors import user_message
+from autoencoder.training.run import train
+from tests.conftest import FAST, run_module
+
+METRIC_KEYS = {"best_val_loss", "test_loss", "epochs", "stopped_early", "train_samples_per_s", "best_checkpoint", "last_checkpoint"}
+
+
+def read_events(folder):
+    events = EventAccumulator(str(folder), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    return events
+
+
+def test_train_writes_metrics_checkpoints_and_tensorboard(make_cfg, tmp_path):
+    metrics = train(make_cfg("model.latent_dim=2", "noise=0.3"))
+    run = tmp_path / "run"
+    assert json.loads((run / "metrics.json").read_text()) == metrics
+    assert METRIC_KEYS <= metrics.keys()
+    assert metrics["epochs"] == 1 and metrics["stopped_early"] is False
+    assert 0 < metrics["best_val_loss"] < 1 and 0 < metrics["test_loss"] < 1 and metrics["train_samples_per_s"] > 0
+    assert os.path.isfile(metrics["best_checkpoint"]) and os.path.isfile(metrics["last_checkpoint"])
+    saved = OmegaConf.load(run / "config.yaml")  # resolved: no interpolation left
+    assert saved.model.latent_dim == 2 and saved.corruption.noise == 0.3 and "${" not in (run / "config.yaml").read_text()
+    assert (run / "reconstructions.png").is_file() and (run / "latent.png").is_file()
+
+    events = read_events(run / "tensorboard")
+    scalars = set(events.Tags()["scalars"])
+    expected = {"train/loss_epoch", "val/loss", "test/loss", "speed/train_samples_per_s", "speed/epochs_per_s", "lr-Adam", "hparams/test_loss"}
+    assert expected <= scalars
+    grid = events.Images("val/reconstructions")[-1]
+    assert (grid.width, grid.height) == (10 * 28 + 11 * 2, 3 * 28 + 4 * 2)  # 10 digits, 3 rows, 2px padding
+    assert events.Images("val/latent")
+    assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
+    assert events.Scalars("hparams/test_loss")[-1].value == pytest.approx(metrics["test_loss"])
+
+
+def test_plain_mlp_autoencoder_with_csv_logger(make_cfg, tmp_path):
+    metrics = train(make_cfg("model=mlp", "model.latent_dim=8", "noise=0", "logger=csv", "loss=bce"))
+    run = tmp_path / "run"
+    assert (run / "csv" / "metrics.csv").is_file() and not (run / "tensorboard").exists()
+    assert not (run / "latent.png").exists()  # the scatter is only drawn for a 2-D latent space
+    assert metrics["test_loss"] > 0
+
+
+def test_no_logger_no_early_stopping(make_cfg, tmp_path):
+    metrics = train(make_cfg("logger=none", "early_stopping=none", "trainer.max_epochs=2"))
+    assert metrics["epochs"] == 2 and metrics["stopped_early"] is False
+    assert (tmp_path / "run" / "metrics.json").is_file() and not (tmp_path / "run" / "tensorboard").exists()
+
+
+def test_early_stopping_stops(make_cfg):
+    # Any val loss "improves" on the initial inf, but no later one beats it by 10: stop after 2 epochs.
+    metrics = train(make_cfg("trainer.max_epochs=5", "early_stopping.patience=1", "early_stopping.min_delta=10"))
+    assert metrics["epochs"] == 2 and metrics["stopped_early"] is True
+
+
+def test_every_trainer_argument_is_in_the_trainer_config(make_cfg):
+    arguments = set(inspect.signature(lightning.pytorch.Trainer.__init__).parameters) - {"self", "logger", "callbacks"}
+    assert arguments <= make_cfg().trainer.keys()
+
+
+def test_validation_interval(make_cfg, tmp_path):
+    train(make_cfg("trainer.max_epochs=4", "trainer.check_val_every_n_epoch=2", "early_stopping=none"))
+    assert len(read_events(tmp_path / "run" / "tensorboard").Scalars("val/loss")) == 2
+
+
+def test_resume_from_checkpoint(make_cfg, tmp_path):
+    first = train(make_cfg(output_dir=tmp_path / "first"))
+    resumed = train(make_cfg("trainer.max_epochs=3", f"ckpt_path={first['last_checkpoint']}", output_dir=tmp_path / "second"))
+    assert resumed["epochs"] == 3
+    # Only epochs 2 and 3 ran in the second run: 3 batches of 32 each.
+    events = read_events(tmp_path / "second" / "tensorboard")
+    assert [e.step for e in events.Scalars("val/loss")] == [5, 8]
+    assert os.path.isfile(first["best_checkpoint"]) and os.path.isfile(first["last_checkpoint"])  # earlier run untouched
+
+
+def assert_user_error(cfg, message):
+    """train(cfg) fails, and the one line the command line would print matches `message`."""
+    with pytest.raises(Exception) as excinfo:
+        train(cfg)
+    assert re.search(message, user_message(excinfo.value) or "")
+
+
+def test_bad_checkpoints(make_cfg, tmp_path):
+    assert_user_error(make_cfg(f"ckpt_path={tmp_path}/nope.ckpt"), "ckpt_path .*nope.ckpt does not exist")
+    (tmp_path / "notes.ckpt").write_text("not a checkpoint")
+    assert_user_error(make_cfg(f"ckpt_path={tmp_path}/notes.ckpt"), "notes.ckpt is not a Lightning checkpoint")
+    other = train(make_cfg("model.latent_dim=2", output_dir=tmp_path / "other"))
+    assert_user_error(make_cfg("model.latent_dim=8", f"ckpt_path={other['last_checkpoint']}"), "holds a different model than the configured one")
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["model.latent_dim=0"], "model.latent_dim must be a positive integer, got 0"),
+        (["model.latent_dim=abc"], "model.latent_dim must be a positive integer, got 'abc'"),
+        (["model=mlp", "model.latent_dim=2.5"], "model.latent_dim must be a positive integer, got 2.5"),
+        (["noise=-0.1"], "noise for Gaussian corruption must be a number >= 0, got -0.1"),
+        (["corruption=masking", "noise=1.5"], r"noise for Masking corruption must be a number in \[0, 1\], got 1.5"),
+        (["corruption=salt_pepper", "noise=abc"], r"noise for SaltPepper corruption must be a number in \[0, 1\], got 'abc'"),
+        (["loss=l1"], "loss must be one of mse, bce, got 'l1'"),
+        (["data.batch_size=0"], "data.batch_size must be an integer >= 1, got 0"),
+    ],
+)
+def test_bad_config_values(make_cfg, overrides, message):
+    assert_user_error(make_cfg(*overrides), f"^{message}$")
+
+
+# --- the command line, as a user runs it -----------------------------------------------------
+
+
+def data_overrides(fake_mnist) -> list[str]:
+    """Real MNIST when the data variable points at it, else the fake files."""
+    if os.environ.get(DATA_ENV):
+        return []
+    return [f"data.data_dir={fake_mnist}", "data.check_md5=false", "data.val_size=50"]
+
+
+LIMITS = ["trainer.max_epochs=1", "trainer.limit_train_batches=5", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2"]
+
+
+@pytest.mark.slow
+def test_command_line_from_another_folder(tmp_path, fake_mnist):
+    result = run_module("autoencoder.train", "model.latent_dim=2", "noise=0.3", *LIMITS, *data_overrides(fake_mnist), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[Epoch   1] train" in result.stdout
+    assert "best val loss" in result.stdout and "test loss" in result.stdout
+    (metrics,) = tmp_path.glob("outputs/*/*/metrics.json")  # the run folder is under the working folder
+    assert json.loads(metrics.read_text())["epochs"] == 1
+    assert OmegaConf.load(metrics.parent / "config.yaml").model.latent_dim == 2
+
+
+@pytest.mark.slow
+def test_multirun(tmp_path, fake_mnist):
+    sweep = tmp_path / "sweep"
+    result = run_module(
+        "autoencoder.train", "-m", "model.latent_dim=2,4", f"hydra.sweep.dir={sweep}", *LIMITS, *data_overrides(fake_mnist), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for job, latent_dim in ((0, 2), (1, 4)):
+        assert json.loads((sweep / str(job) / "metrics.json").read_text())["epochs"] == 1
+        assert OmegaConf.load(sweep / str(job) / "config.yaml").model.latent_dim == latent_dim
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["model.latent_dim=-2"], "error: model.latent_dim must be a positive integer, got -2"),
+        (["model=foo"], "error: unknown model option 'foo' (allowed: conv, mlp)"),
+        (["corruption=blur"], "error: unknown corruption option 'blur' (allowed: gaussian, masking, salt_pepper)"),
+        (["corruption=salt_pepper", "noise=1.2"], "error: noise for SaltPepper corruption must be a number in [0, 1], got 1.2"),
+        (["trainer.max_epoch=3"], "error: Could not override 'trainer.max_epoch'."),
+        (["data.data_dir={tmp}/empty"], "error: MNIST is not in {tmp}/empty/MNIST/raw and could not be downloaded"),
+        (["data.data_dir={tmp}/corrupt"], "bad magic number"),
+    ],
+)
+def test_command_line_bad_input(tmp_path, fake_mnist, overrides, message):
+    corrupt = tmp_path / "corrupt" / "MNIST" / "raw"
+    corrupt.mkdir(parents=True)
+    for f in (fake_mnist / "MNIST" / "raw").iterdir():
+        (corrupt / f.name).write_bytes(b"garbage!" + f.read_bytes()[8:])
+    earlier = tmp_path / "outputs" / "earlier"
+    earlier.mkdir(parents=True)
+    (earlier / "metrics.json").write_text('{"test_loss": 0.01}\n')
+    offline = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", DATA_ENV: str(fake_mnist)}
+    args = [o.format(tmp=tmp_path) for o in overrides]
+    result = run_module("autoencoder.train", *args, *LIMITS, "data.check_md5=false", cwd=tmp_path, env=offline)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message.format(tmp=tmp_path) in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr + result.stdout
+    assert (earlier / "metrics.json").read_text() == '{"test_loss": 0.01}\n'
+    assert not list(tmp_path.glob("outputs/*/*/metrics.json"))
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_precision_options_train(make_cfg, precision):
+    assert train(make_cfg(f"trainer.precision={precision}", "logger=none"))["precision"] == precision
+
+
+def test_channels_last_weights_and_a_checkpoint_that_loads_into_a_plain_network(make_cfg):
+    from autoencoder.training.checkpoints import load_trained
+
+    metrics = train(make_cfg("channels_last=true", "logger=none"))
+    cfg, module = load_trained(metrics["best_checkpoint"])
+    conv = module.net.encoder[3].weight  # 32 -> 64 channels (with one channel both layouts agree)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    plain = instantiate(cfg.model)
+    plain.load_state_dict(module.net.state_dict())
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.allclose(plain.eval()(x), module.net(x), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_compiled_network_trains(make_cfg):
+    assert train(make_cfg("compile=true", "logger=none"))["test_loss"] > 0
+
+
+HOST_READS = ("item", "tolist", "numpy", "cpu", "__float__", "__int__", "__bool__")
+
+
+def host_reads_while_training(make_cfg, monkeypatch, tmp_path, batches: int) -> list[str]:
+    """The tensor reads on the host (on a GPU, each one waits for the device) during the training
+    steps of a one-epoch run, validation excluded. The optimizer's step counters are left out:
+    torch keeps them on the CPU even when training on a GPU."""
+    reads, counting = [], [False]
+    for name in HOST_READS:
+        original = getattr(torch.Tensor, name)
+
+        def read(self, *args, _original=original, _name=name, **kwargs):
+            if counting[0] and "torch/optim/" not in sys._getframe(1).f_code.co_filename.replace("\\", "/"):
+                reads.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, read)
+
+    class Window(lightning.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            counting[0] = True
+
+        def on_validation_start(self, trainer, pl_module):
+            counting[0] = False
+
+    try:
+        cfg = make_cfg(f"trainer.limit_train_batches={batches}", "trainer.log_every_n_steps=1000", output_dir=tmp_path / f"run{batches}")
+        train(cfg, callbacks=[Window()])
+    finally:
+        monkeypatch.undo()
+    return reads
+
+
+def test_training_steps_never_wait_for_the_device(make_cfg, monkeypatch, tmp_path):
+    # Between logging intervals the loss stays on the device; images and plots wait for validation.
+    # What remains is per epoch (the loader's seed), so 8 steps read no more than 2.
+    assert host_reads_while_training(make_cfg, monkeypatch, tmp_path, 8) == host_reads_while_training(make_cfg, monkeypatch, tmp_path, 2)
+
+
+def test_a_diverged_run_stops_keeps_its_last_good_checkpoint_and_is_marked_failed(make_cfg, tmp_path, monkeypatch):
+    from autoencoder.training.callbacks import Diverged
+    from autoencoder.models.module import LitAutoencoder
+
+    original = LitAutoencoder.reconstruction_loss
+
+    def nan_from_epoch_2(self, reconstruction, target):
+        loss = original(self, reconstruction, target)
+        return loss * float("nan") if self.training and self.current_epoch >= 1 else loss
+
+    monkeypatch.setattr(LitAutoencoder, "reconstruction_loss", nan_from_epoch_2)
+    with pytest.raises(Diverged, match="training diverged: the loss became NaN or infinite in epoch 2 .*the last good checkpoint is .*last.ckpt"):
+        train(make_cfg("trainer.max_epochs=3", "logger=none"))
+    run = tmp_path / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and metrics["error"].startswith("training diverged")
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 0 and all(v.isfinite().all() for v in last["state_dict"].values() if v.is_floating_point())
+
+
+def test_an_absurd_learning_rate_fails_in_one_line(tmp_path, fake_mnist):
+    result = run_module("autoencoder.train", "optimizer.lr=1e30", "hydra.run.dir=run", *LIMITS, *data_overrides(fake_mnist), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("error:")][0].startswith("error: training diverged")
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "failed"
+
+
+def epoch_losses(run) -> list[tuple]:
+    with open(run / "csv" / "metrics.csv") as file:
+        return [(row["epoch"], row["train/loss_epoch"], row["val/loss"]) for row in csv.DictReader(file) if row["train/loss_epoch"] or row["val/loss"]]
+
+
+def test_same_seed_and_deterministic_give_identical_losses(make_cfg, tmp_path):
+    runs = [tmp_path / name for name in ("a", "b")]
+    for run in runs:
+        train(make_cfg("trainer.deterministic=true", "trainer.max_epochs=2", "noise=0.3", "logger=csv", output_dir=run))
+    first, second = (epoch_losses(run) for run in runs)
+    assert len(first) >= 4 and first == second
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_from_its_folder_to_the_same_end(tmp_path, fake_mnist):
+    run = tmp_path / "run"
+    settings = [f"data.data_dir={fake_mnist}", "data.val_size=50", "data.batch_size=10", "data.check_md5=false", "trainer.max_epochs=4",
+                "trainer.num_sanity_val_steps=0", "trainer.enable_model_summary=false", "trainer.accelerator=cpu", "logger=csv"]  # fmt: skip
+    process = subprocess.Popen([sys.executable, "-m", "autoencoder.train", *settings, f"hydra.run.dir={run}"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    last = run / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 240
+    while not last.exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-2000:]
+        time.sleep(0.02)
+    time.sleep(0.3)  # into the next epoch
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = torch.load(last, weights_only=True)
+    assert killed_at["epoch"] < 3 and not (run / "metrics.json").exists()
+
+    result = run_module("autoencoder.train", f"resume={run}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["epochs"] == 4
+    final = torch.load(last, weights_only=True)
+    steps_per_epoch = math.ceil((300 - 50) / 10)
+    assert final["epoch"] == 3 and final["global_step"] == 4 * steps_per_epoch  # as if never killed
+    assert final["optimizer_states"][0]["state"] and any("EarlyStopping" in key for key in final["callbacks"])
+    assert len(epoch_losses(run)) >= 4  # the csv log goes on in the same folder

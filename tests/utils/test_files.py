@@ -1,0 +1,27 @@
+import os
+
+import pytest
+
+from autoencoder.utils import files
+from autoencoder.utils.files import write_atomic
+
+
+def test_write_atomic_replaces_the_file(tmp_path):
+    path = tmp_path / "sub" / "metrics.json"
+    write_atomic(path, "first\n")
+    write_atomic(path, "second\n")
+    assert path.read_text() == "second\n" and [p.name for p in path.parent.iterdir()] == ["metrics.json"]
+
+
+def test_a_crash_while_writing_leaves_the_previous_version_whole(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.json"
+    write_atomic(path, '{"test_loss": 0.01}\n')
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(files.os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        write_atomic(path, '{"test_loss": 0.02, "half": ')
+    assert path.read_text() == '{"test_loss": 0.01}\n'
+    assert os.listdir(tmp_path) == ["metrics.json"]  # no temporary file left behind
