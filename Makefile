@@ -11,14 +11,14 @@ ifneq ($(wildcard $(SHARED_DATA)/MNIST/raw),)
 export AUTOENCODER_DATA_DIR ?= $(SHARED_DATA)
 endif
 
-.PHONY: install train bench test test-fast clean
+.PHONY: install train bench lint test test-fast clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -e '.[test]'
+	$(BIN)/pip install -e '.[test,lint]'
 	touch $@
 
 train: install
@@ -27,6 +27,11 @@ train: install
 # Lecture-style loop vs framework vs compute bound; writes the table to docs/benchmarks.md.
 bench: install
 	$(BIN)/python -m autoencoder.bench $(ARGS)
+
+# ruff: lint and format check (the pre-commit hooks run the same).
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # pytest exits 5 when it collects no test; say so instead of failing obscurely.
 test: install

@@ -27,7 +27,6 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-
 from typing_extensions import override
 
 from autoencoder import CONFIG_DIR
@@ -199,7 +198,7 @@ def main(kind: str, settings_path: str) -> None:
     clock = EpochClock(device)
     precision = KINDS[kind](cfg, clock)  # the one it trained at
     (first_samples, first_seconds), *steady = clock.epochs
-    steady_samples, steady_seconds = (sum(column) for column in zip(*steady)) if steady else (0, 0.0)
+    steady_samples, steady_seconds = (sum(column) for column in zip(*steady, strict=True)) if steady else (0, 0.0)
     result = {
         "samples_per_s": steady_samples / steady_seconds if steady else None,
         "first_epoch_samples_per_s": first_samples / first_seconds,

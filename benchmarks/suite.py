@@ -23,6 +23,7 @@ import lightning
 import torch
 from omegaconf import DictConfig
 
+from autoencoder.config.validation import validate
 from autoencoder.training.precision import uses_gpu
 from autoencoder.utils.errors import UserError
 from autoencoder.utils.files import write_atomic
@@ -44,7 +45,13 @@ def machine(device: str) -> str:
 def run_one(kind: str, overrides: list[str], settings: dict, folder: Path) -> dict:
     """One run in its own process; its log stays in `folder`."""
     folder.mkdir(parents=True)
-    settings = {**settings, "overrides": [*settings["overrides"], *overrides], "run_dir": str(folder / "run"), "result": str(folder / "result.json"), "launched_at": time.time()}
+    settings = {
+        **settings,
+        "overrides": [*settings["overrides"], *overrides],
+        "run_dir": str(folder / "run"),
+        "result": str(folder / "result.json"),
+        "launched_at": time.time(),
+    }
     (folder / "settings.json").write_text(json.dumps(settings, indent=2))
     with (folder / "log.txt").open("w") as log:
         code = subprocess.run([sys.executable, "-m", "benchmarks.runs", kind, str(folder / "settings.json")], stdout=log, stderr=subprocess.STDOUT).returncode
@@ -64,8 +71,9 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def ratios(results: dict[str, list[dict]]) -> list[tuple[str, list[float], str, bool]]:
     """(name, per-repeat values, target, met) for the issue's targets, from paired runs."""
+
     def per_repeat(fn, a: str, b: str) -> list[float]:
-        return [fn(x, y) for x, y in zip(results[a], results[b])]
+        return [fn(x, y) for x, y in zip(results[a], results[b], strict=True)]
 
     speed = lambda x, y: x["samples_per_s"] / y["samples_per_s"]  # noqa: E731
     loss = lambda x, y: 100 * (x["val_loss"] / y["val_loss"] - 1)  # noqa: E731
@@ -105,7 +113,9 @@ def render(results: dict[str, list[dict]], cfg: DictConfig, device: str, command
     for name, values, target, met in ratios(results):
         unit = "x" if "samples" in name else ""
         spec = ".2f" if unit else "+.1f"
-        lines.append(f"| {name} {target} | {statistics.median(values):{spec}}{unit} | {', '.join(format(v, spec) for v in values)} | {'met' if met else '**missed**'} |")
+        lines.append(
+            f"| {name} {target} | {statistics.median(values):{spec}}{unit} | {', '.join(format(v, spec) for v in values)} | {'met' if met else '**missed**'} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -123,10 +133,7 @@ def write_section(path: Path, device: str, section: str) -> None:
 
 def bench(cfg: DictConfig, command: str) -> dict[str, list[dict]]:
     """Run every kind `cfg.repeats` times, write bench.json, bench.md and the docs section."""
-    for name in ("train_size", "epochs", "repeats"):
-        value = cfg[name]
-        if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name == "epochs" else 1):
-            raise UserError(f"{name} must be an integer >= {2 if name == 'epochs' else 1}, got {value!r}")
+    validate(cfg)
     device = "gpu" if uses_gpu(cfg.accelerator) else "cpu"
     out = Path(cfg.output_dir)
     settings = {key: cfg[key] for key in ("train_size", "epochs", "noise", "seed", "accelerator")} | {"overrides": list(cfg.overrides)}
@@ -145,7 +152,10 @@ def bench(cfg: DictConfig, command: str) -> dict[str, list[dict]]:
         for i, (label, kind, overrides) in sorted(enumerate(runs), reverse=repeat % 2 == 1):
             result = run_one(kind, overrides, settings, out / f"repeat{repeat}" / f"{i}-{kind}")
             results[label].append(result)
-            print(f"repeat {repeat + 1}/{cfg.repeats} {label}: {_fmt(result['samples_per_s'], '.0f')} samples/s, val loss {_fmt(result['val_loss'], '.5f')}", flush=True)
+            print(
+                f"repeat {repeat + 1}/{cfg.repeats} {label}: {_fmt(result['samples_per_s'], '.0f')} samples/s, val loss {_fmt(result['val_loss'], '.5f')}",
+                flush=True,
+            )
     section = render(results, cfg, device, command)
     (out / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "bench.md").write_text(section)

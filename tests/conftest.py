@@ -40,7 +40,7 @@ def fake_digits(n: int, is_test: bool, seed: int) -> tuple[np.ndarray, np.ndarra
 def make_fake_mnist(root: Path) -> Path:
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for split, n, is_test, prefix in (("train", TRAIN_SIZE, False, "train"), ("test", TEST_SIZE, True, "t10k")):
+    for n, is_test, prefix in ((TRAIN_SIZE, False, "train"), (TEST_SIZE, True, "t10k")):
         images, labels = fake_digits(n, is_test, seed=int(is_test))
         write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)

@@ -10,9 +10,9 @@ def raised_from(outer: Exception, cause: Exception) -> Exception:
     try:
         try:
             raise cause
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - returns whatever was raised
             raise outer from exc
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - returns whatever was raised
         return exc
 
 
@@ -63,14 +63,18 @@ def bad_inputs_setup(tmp_path, fake_mnist, checkpoint) -> dict[str, str]:
 
 TRAIN = ("autoencoder.train", "data.data_dir={data}", "data.check_md5=false", "data.val_size=50", "trainer.max_epochs=1", "trainer.limit_train_batches=2")
 BAD_INPUTS = [
-    (TRAIN + ("model.latent_dim=-3",), "model.latent_dim must be a positive integer, got -3"),
-    (TRAIN + ("model.latent_dim=2.5",), "model.latent_dim must be a positive integer, got 2.5"),
+    (TRAIN + ("model.latent_dim=-3",), "model.latent_dim must be an integer >= 1, got -3"),
+    (TRAIN + ("model.latent_dim=2.5",), "model.latent_dim must be an integer >= 1, got 2.5"),
     (TRAIN + ("data.batch_size=0",), "data.batch_size must be an integer >= 1, got 0"),
-    (TRAIN + ("noise=-0.1",), "noise for Gaussian corruption must be a number >= 0, got -0.1"),
-    (TRAIN + ("corruption=masking", "noise=1.5"), "noise for Masking corruption must be a number in [0, 1], got 1.5"),
+    (TRAIN + ("noise=-0.1",), "noise must be a number >= 0, got -0.1"),
+    (TRAIN + ("corruption=masking", "noise=1.5"), "noise must be a number in [0, 1] for the Masking corruption, got 1.5"),
+    (TRAIN + ("optimizer.lr=-0.1",), "optimizer.lr must be a number > 0, got -0.1"),
+    (TRAIN + ("seed=abc",), "seed must be an integer in [0, 4294967295], got 'abc'"),
+    (TRAIN + ("early_stopping.patience=-1",), "early_stopping.patience must be an integer >= 0, got -1"),
+    (TRAIN + ("trainer=gpu", "trainer.precision=32-true"), "the Trainer refused trainer.accelerator=gpu"),
     (TRAIN + ("model=resnet",), "unknown model option 'resnet' (allowed: conv, mlp)"),
     (TRAIN + ("optimizer=lbfgs",), "unknown optimizer option 'lbfgs' (allowed: adam, adamw)"),
-    (TRAIN + ("trainer.max_epochs=abc",), "trainer.max_epochs must be an integer or null, got 'abc'"),
+    (TRAIN + ("trainer.max_epochs=abc",), "trainer.max_epochs must be an integer >= -1 or null, got 'abc'"),
     (TRAIN + ("trainer.precision=16-mixed",), "trainer.precision=16-mixed needs a GPU"),
     (TRAIN + ("data.data_dir={tmp}/missing",), "MNIST is not in {tmp}/missing/MNIST/raw and could not be downloaded"),
     (TRAIN + ("data.data_dir={tmp}/corrupt",), "is not an unsigned-byte IDX file (bad magic number"),
@@ -81,12 +85,17 @@ BAD_INPUTS = [
     (TRAIN + ("resume={tmp}/outputs",), "resume={tmp}/outputs is not a run folder with config.yaml and checkpoints/last.ckpt"),
     (TRAIN + ("hydra.run.dir={tmp}/a_file/run",), "cannot write or read {tmp}/a_file/run: Not a directory"),
     (("autoencoder.evaluate", "ckpt_path={tmp}/notes.ckpt"), "is not a Lightning checkpoint this framework wrote"),
-    (("autoencoder.evaluate", "ckpt_path={ckpt}", "denoising.corruptions=[blur]"), "unknown corruption 'blur' in denoising.corruptions"),
+    (
+        ("autoencoder.evaluate", "ckpt_path={ckpt}", "denoising.corruptions=[blur]"),
+        "denoising.corruptions must be a non-empty list of names from gaussian, masking, salt_pepper, got ['blur']",
+    ),
+    (("autoencoder.evaluate", "ckpt_path={ckpt}", "data.data_dir={tmp}/missing"), "MNIST is not in {tmp}/missing/MNIST/raw and could not be downloaded"),
     (("autoencoder.encode", "ckpt_path={ckpt}", "split=validation"), "split must be one of train, val, test, got 'validation'"),
     (("autoencoder.anomaly", "data.data_dir={data}", "digits=[11]"), "digits must be a non-empty list of distinct integers in [0, 9], got [11]"),
+    (("autoencoder.encode", "ckpt_path={ckpt}", "data.batch_size=0"), "data.batch_size must be an integer >= 1, got 0"),
     (("autoencoder.summarize", "{tmp}/nowhere"), "sweep folder {tmp}/nowhere does not exist"),
     (("autoencoder.bench", "epochs=1"), "epochs must be an integer >= 2, got 1"),
-    (("autoencoder.shapes", "model.latent_dim=0"), "model.latent_dim must be a positive integer, got 0"),
+    (("autoencoder.shapes", "model.latent_dim=0"), "model.latent_dim must be an integer >= 1, got 0"),
 ]
 
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig, open_dict
 
+from autoencoder.config.validation import validate
 from autoencoder.evaluation.batched import in_batches
 from autoencoder.evaluation.metrics import auroc, per_image_mse, relative_error
 from autoencoder.training.checkpoints import datamodule_for, load_trained
 from autoencoder.training.run import train
-from autoencoder.utils.errors import UserError, as_list, distinct_ints
 from autoencoder.utils.files import write_atomic
 from autoencoder.utils.tables import format_mean_std, markdown_table
 
@@ -35,20 +35,18 @@ PUBLISHED = {
 }
 
 
-def _check_list(cfg: DictConfig, key: str, allowed: range) -> list[int]:
-    values = distinct_ints(cfg[key], allowed)
-    if values is None:
-        raise UserError(f"{key} must be a non-empty list of distinct integers in [{allowed.start}, {allowed.stop - 1}], got {as_list(cfg[key])!r}")
-    return values
-
-
 def score_run(run_dir: Path, best_checkpoint: str, digit: int) -> dict:
     """AUROC of a one-class model on the full test set; anomalies are the other nine digits."""
     cfg, module = load_trained(best_checkpoint)
     images, labels = datamodule_for(cfg).split("test")
     recon = in_batches(module, images)
     scores = {name: score(recon, images) for name, score in SCORES.items()}
-    result = {"digit": digit, "seed": cfg.seed, **{f"auroc_{name}": 100 * auroc(s, labels != digit) for name, s in scores.items()}, "checkpoint": best_checkpoint}
+    result = {
+        "digit": digit,
+        "seed": cfg.seed,
+        **{f"auroc_{name}": 100 * auroc(s, labels != digit) for name, s in scores.items()},
+        "checkpoint": best_checkpoint,
+    }
     write_atomic(run_dir / "anomaly.json", json.dumps(result, indent=2) + "\n")
     return result
 
@@ -91,7 +89,8 @@ def table(results: list[dict], digits: list[int], seeds: list[int]) -> tuple[dic
 
 def anomaly(cfg: DictConfig) -> dict:
     """Run every (digit, seed) pair, then write anomaly.json and anomaly.md; returns the summary."""
-    digits, seeds = _check_list(cfg, "digits", range(10)), _check_list(cfg, "seeds", range(2**32))
+    validate(cfg)
+    digits, seeds = list(cfg.digits), list(cfg.seeds)
     out = Path(cfg.output_dir)
     results = [one_class_run(cfg, out, d, s) for d in digits for s in seeds]
     summary, markdown = table(results, digits, seeds)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
+from autoencoder.config.validation import validate
 from autoencoder.evaluation.batched import in_batches
 from autoencoder.training.checkpoints import datamodule_for, load_trained
 
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 def encode(cfg: DictConfig, data_overrides: Mapping | None = None) -> tuple[Path, Path]:
     """Encode `cfg.split` with the checkpoint's encoder; returns the paths of codes and labels.
     `data_overrides` replace keys of the run's data config (e.g. its data_dir)."""
+    validate(cfg)
     run_cfg, module = load_trained(cfg.ckpt_path)
     images, labels = datamodule_for(run_cfg, data_overrides).split(cfg.split)
     codes = in_batches(module.net.encode, images, cfg.batch_size)

@@ -31,11 +31,11 @@ from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
 
 from autoencoder import CONFIG_DIR
+from autoencoder.config.validation import validate
 from autoencoder.evaluation.batched import in_batches
 from autoencoder.evaluation.figures import latent_scatter, psnr_plot
 from autoencoder.evaluation.metrics import knn_accuracy, linear_probe_accuracy, psnr, ssim
 from autoencoder.training.checkpoints import datamodule_for, load_trained
-from autoencoder.utils.errors import UserError
 from autoencoder.utils.files import write_atomic
 from autoencoder.utils.tables import markdown_table
 
@@ -55,11 +55,7 @@ def classical_filter(name: str, images: torch.Tensor) -> torch.Tensor:
 
 def corruption(name: str, noise: float) -> torch.nn.Module:
     """The corruption `conf/corruption/<name>.yaml` describes, at the given noise."""
-    path = CONFIG_DIR / "corruption" / f"{name}.yaml"
-    if not path.is_file():
-        allowed = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
-        raise UserError(f"unknown corruption {name!r} in denoising.corruptions (allowed: {allowed})")
-    return instantiate(OmegaConf.load(path), noise=noise)
+    return instantiate(OmegaConf.load(CONFIG_DIR / "corruption" / f"{name}.yaml"), noise=noise)
 
 
 def reconstruction(recon: torch.Tensor, clean: torch.Tensor) -> dict:
@@ -81,15 +77,25 @@ def denoising(module: torch.nn.Module, val: torch.Tensor, test: torch.Tensor, cf
             generator = torch.Generator().manual_seed(cfg.seed)
             val_noisy, test_noisy = corrupt(val_clean, generator), corrupt(test_clean, generator)
             best = max(FILTERS, key=lambda f: float(psnr(classical_filter(f, val_noisy), val_clean).mean()))
-            rows.append({
-                "corruption": name,
-                "noise": noise,
-                "psnr_noisy_db": float(psnr(test_noisy, test_clean).mean()),
-                "psnr_filter_db": float(psnr(classical_filter(best, test_noisy), test_clean).mean()),
-                "filter": best,
-                "psnr_autoencoder_db": float(psnr(in_batches(module, test_noisy, cfg.batch_size), test_clean).mean()),
-            })
-            log.info("denoising %s %.1f: noisy %.2f dB, %s %.2f dB, autoencoder %.2f dB", name, noise, rows[-1]["psnr_noisy_db"], best, rows[-1]["psnr_filter_db"], rows[-1]["psnr_autoencoder_db"])
+            rows.append(
+                {
+                    "corruption": name,
+                    "noise": noise,
+                    "psnr_noisy_db": float(psnr(test_noisy, test_clean).mean()),
+                    "psnr_filter_db": float(psnr(classical_filter(best, test_noisy), test_clean).mean()),
+                    "filter": best,
+                    "psnr_autoencoder_db": float(psnr(in_batches(module, test_noisy, cfg.batch_size), test_clean).mean()),
+                }
+            )
+            log.info(
+                "denoising %s %.1f: noisy %.2f dB, %s %.2f dB, autoencoder %.2f dB",
+                name,
+                noise,
+                rows[-1]["psnr_noisy_db"],
+                best,
+                rows[-1]["psnr_filter_db"],
+                rows[-1]["psnr_autoencoder_db"],
+            )
     return rows
 
 
@@ -100,11 +106,15 @@ def latent_figures(module: torch.nn.Module, codes: torch.Tensor, labels: torch.T
         figures["latent"] = latent_scatter(codes, labels, "test latent space")
     else:
         pca = PCA(2, random_state=cfg.seed).fit(codes.numpy())
-        figures["latent"] = latent_scatter(torch.from_numpy(pca.transform(codes.numpy())), labels, f"test latent space ({codes.shape[1]} dims), PCA", ("PC 1", "PC 2"))
+        figures["latent"] = latent_scatter(
+            torch.from_numpy(pca.transform(codes.numpy())), labels, f"test latent space ({codes.shape[1]} dims), PCA", ("PC 1", "PC 2")
+        )
     if cfg.latent.tsne:
         n = min(cfg.latent.tsne_points, len(codes))
         embedded = TSNE(2, init="pca", random_state=cfg.seed).fit_transform(codes[:n].numpy())
-        figures["latent_tsne"] = latent_scatter(torch.from_numpy(embedded), labels[:n], f"test latent space ({codes.shape[1]} dims), t-SNE of {n} codes", ("t-SNE 1", "t-SNE 2"))
+        figures["latent_tsne"] = latent_scatter(
+            torch.from_numpy(embedded), labels[:n], f"test latent space ({codes.shape[1]} dims), t-SNE of {n} codes", ("t-SNE 1", "t-SNE 2")
+        )
     return figures
 
 
@@ -133,7 +143,14 @@ def features(module: torch.nn.Module, train: tuple, test: tuple, test_codes: tor
             "linear_probe_accuracy": linear_probe_accuracy(a, labels[0], b, labels[1]),
             "knn_accuracy": knn_accuracy(a, labels[0], b, labels[1], cfg.probe.knn_k),
         }
-        log.info("features %s (%d dims): linear probe %.4f, %d-NN %.4f", name, a.shape[1], results[name]["linear_probe_accuracy"], cfg.probe.knn_k, results[name]["knn_accuracy"])
+        log.info(
+            "features %s (%d dims): linear probe %.4f, %d-NN %.4f",
+            name,
+            a.shape[1],
+            results[name]["linear_probe_accuracy"],
+            cfg.probe.knn_k,
+            results[name]["knn_accuracy"],
+        )
     return {"train_images": len(train_x), "knn_k": cfg.probe.knn_k, **results}
 
 
@@ -141,10 +158,15 @@ def markdown(result: dict) -> str:
     """evaluation.json's tables, readable."""
     rec, feats = result["reconstruction"], result["features"]
     tables = [
-        markdown_table(["test MSE", "test BCE", "test PSNR (dB)", "test SSIM"], [[f"{rec['mse']:.5f}", f"{rec['bce']:.4f}", f"{rec['psnr_db']:.2f}", f"{rec['ssim']:.4f}"]]),
+        markdown_table(
+            ["test MSE", "test BCE", "test PSNR (dB)", "test SSIM"], [[f"{rec['mse']:.5f}", f"{rec['bce']:.4f}", f"{rec['psnr_db']:.2f}", f"{rec['ssim']:.4f}"]]
+        ),
         markdown_table(
             ["corruption", "noise", "noisy input PSNR", "classical filter PSNR", "filter", "autoencoder PSNR"],
-            ([r["corruption"], r["noise"], f"{r['psnr_noisy_db']:.2f}", f"{r['psnr_filter_db']:.2f}", r["filter"], f"{r['psnr_autoencoder_db']:.2f}"] for r in result["denoising"]),
+            (
+                [r["corruption"], r["noise"], f"{r['psnr_noisy_db']:.2f}", f"{r['psnr_filter_db']:.2f}", r["filter"], f"{r['psnr_autoencoder_db']:.2f}"]
+                for r in result["denoising"]
+            ),
         ),
         markdown_table(
             [f"features ({feats['train_images']} train images)", "dims", "linear probe", f"{feats['knn_k']}-NN"],
@@ -157,6 +179,7 @@ def markdown(result: dict) -> str:
 def evaluate(cfg: DictConfig, data_overrides: Mapping | None = None) -> dict:
     """Run every measure on the checkpoint; write evaluation.json/.md, figures and TensorBoard.
     `data_overrides` replace keys of the run's data config (e.g. its data_dir)."""
+    validate(cfg)
     run_cfg, module = load_trained(cfg.ckpt_path)
     data = datamodule_for(run_cfg, data_overrides)
     test_x, test_y = data.split("test")

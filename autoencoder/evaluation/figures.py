@@ -21,7 +21,7 @@ def psnr_plot(rows: list[dict]) -> Figure:
     names = list(dict.fromkeys(r["corruption"] for r in rows))
     figure = Figure(figsize=(4.5 * len(names), 3.8))
     axes = figure.subplots(1, len(names), squeeze=False, sharey=True)
-    for ax, name in zip(axes[0], names):
+    for ax, name in zip(axes[0], names, strict=True):
         mine = [r for r in rows if r["corruption"] == name]
         for key, label in (("psnr_noisy_db", "noisy input"), ("psnr_filter_db", "classical filter"), ("psnr_autoencoder_db", "autoencoder")):
             ax.plot([r["noise"] for r in mine], [r[key] for r in mine], marker="o", label=label)

@@ -15,19 +15,6 @@ from autoencoder.models.sizes import conv_output_size, output_padding_for
 from autoencoder.utils.errors import UserError
 
 
-def _check_latent_dim(latent_dim: object) -> int:
-    if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim <= 0:
-        raise UserError(f"model.latent_dim must be a positive integer, got {latent_dim!r}")
-    return latent_dim
-
-
-def _check_input_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
-    shape = tuple(input_shape)
-    if len(shape) != 3 or not all(isinstance(s, int) and s > 0 for s in shape):
-        raise UserError(f"model.input_shape must be three positive integers [C, H, W], got {list(shape)}")
-    return shape
-
-
 class Autoencoder(nn.Module):
     """The contract the LightningModule relies on: `encode` maps images (B, C, H, W) to codes
     (B, latent_dim), `decode` maps codes back to images in [0, 1], and `loss_terms` returns the
@@ -71,10 +58,7 @@ class ConvAutoencoder(Autoencoder):
         padding: int = 1,
         fc_hidden: Sequence[int] = (),
     ):
-        latent_dim = _check_latent_dim(latent_dim)
-        input_shape = _check_input_shape(input_shape)
-        if not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in fc_hidden):
-            raise UserError(f"model.fc_hidden must be a list of positive integers, got {list(fc_hidden)}")
+        input_shape = tuple(input_shape)
         if len(channels) != len(strides) or not channels:
             raise UserError(f"model.channels and model.strides need the same non-zero length, got {list(channels)} and {list(strides)}")
         in_channels = [input_shape[0], *channels[:-1]]
@@ -87,7 +71,7 @@ class ConvAutoencoder(Autoencoder):
         bottleneck = (channels[-1], heights[-1], widths[-1])
 
         encoder: list[nn.Module] = []
-        for c_in, c_out, s in zip(in_channels, channels, strides):
+        for c_in, c_out, s in zip(in_channels, channels, strides, strict=True):
             encoder += [nn.Conv2d(c_in, c_out, kernel_size, s, padding), nn.BatchNorm2d(c_out), nn.LeakyReLU()]
         dims = [prod(bottleneck), *fc_hidden, latent_dim]
         encoder += [nn.Flatten(), *_linear_stack(dims)]
@@ -107,8 +91,7 @@ class MLPAutoencoder(Autoencoder):
     """A fully connected autoencoder: a baseline that ignores image structure."""
 
     def __init__(self, latent_dim: int = 32, input_shape: Sequence[int] = (1, 28, 28), hidden: Sequence[int] = (512, 256)):
-        latent_dim = _check_latent_dim(latent_dim)
-        input_shape = _check_input_shape(input_shape)
+        input_shape = tuple(input_shape)
         dims = [prod(input_shape), *hidden, latent_dim]
         encoder = [nn.Flatten(), *_linear_stack(dims)]
         decoder = [*_linear_stack(dims[::-1]), nn.Sigmoid(), nn.Unflatten(1, input_shape)]
@@ -118,6 +101,6 @@ class MLPAutoencoder(Autoencoder):
 def _linear_stack(dims: Sequence[int]) -> list[nn.Module]:
     """Linear layers through `dims`, with LeakyReLU between them (none after the last)."""
     layers: list[nn.Module] = []
-    for a, b in zip(dims, dims[1:]):
+    for a, b in zip(dims, dims[1:], strict=False):
         layers += [nn.Linear(a, b), nn.LeakyReLU()]
     return layers[:-1]

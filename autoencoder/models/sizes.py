@@ -10,8 +10,11 @@ nn.ConvTranspose2d.
 
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from autoencoder.config.validation import validate
 from autoencoder.utils.errors import UserError
 
 
@@ -31,8 +34,6 @@ def output_padding_for(size: int, target: int, kernel: int, stride: int, padding
     if not 0 <= v < stride:
         raise UserError(f"a transposed conv cannot map size {size} back to {target} (kernel {kernel}, stride {stride}, padding {padding})")
     return v
-
-
 
 
 def _size(shape: tuple[int, ...]) -> str:
@@ -98,3 +99,9 @@ def transposed_conv_by_zero_insertion(x: Tensor, weight: Tensor, stride: int, pa
     ph, pw = kh - padding - 1, kw - padding - 1
     spread = F.pad(spread, (pw, pw + output_padding, ph, ph + output_padding))
     return F.conv2d(spread, weight.flip(-2, -1).transpose(0, 1))
+
+
+def describe_configured(cfg: DictConfig) -> list[str]:
+    """`describe` for the network of a training config, after checking the config."""
+    validate(cfg)
+    return describe(instantiate(cfg.model))

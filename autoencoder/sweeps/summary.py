@@ -146,7 +146,7 @@ def plot(rows: list[dict], path: Path) -> bool:
         return False
     x_key, line_keys = swept[0], swept[1:]
     lines: dict[str, dict[object, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for setting, row in zip(settings, done):
+    for setting, row in zip(settings, done, strict=True):
         label = " ".join(f"{k}={setting.get(k, '-')}" for k in line_keys) or "test loss"
         lines[label][_number(setting.get(x_key, "-"))].append(row["test_loss"])
     categorical = any(isinstance(x, str) for points in lines.values() for x in points)
@@ -158,7 +158,11 @@ def plot(rows: list[dict], path: Path) -> bool:
         stds = [statistics.stdev(points[x]) if len(points[x]) > 1 else 0.0 for x in xs]
         ax.errorbar([str(x) for x in xs] if categorical else xs, means, yerr=stds, marker="o", capsize=3, label=label)
     ax.set(xlabel=x_key, ylabel="test loss", title="test loss over the sweep")
-    if not categorical and all(x > 0 for points in lines.values() for x in points) and max(max(p) for p in lines.values()) / min(min(p) for p in lines.values()) >= 8:
+    if (
+        not categorical
+        and all(x > 0 for points in lines.values() for x in points)
+        and max(max(p) for p in lines.values()) / min(min(p) for p in lines.values()) >= 8
+    ):
         ax.set_xscale("log", base=2)
     ax.legend(fontsize=8)
     figure.tight_layout()

@@ -129,7 +129,10 @@ class StopOnDivergence(L.Callback):
         if self.bad is not None and bool(self.bad):
             last = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
             kept = f"the last good checkpoint is {last}" if last else "no checkpoint was saved before"
-            raise Diverged(f"training diverged: the loss became NaN or infinite in epoch {trainer.current_epoch + 1} (too high a learning rate? lower optimizer.lr); {kept}")
+            raise Diverged(
+                f"training diverged: the loss became NaN or infinite in epoch {trainer.current_epoch + 1} "
+                f"(too high a learning rate? lower optimizer.lr); {kept}"
+            )
 
     @override
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -180,7 +183,7 @@ class ValidationImages(L.Callback):
         """Remember the first image of each new class in this batch, and the first images overall."""
         positions = range(self.seen, self.seen + len(labels))
         self.seen += len(labels)
-        for i, (position, label) in enumerate(zip(positions, labels.tolist())):
+        for i, (position, label) in enumerate(zip(positions, labels.tolist(), strict=True)):
             if label not in self.first_of_class:
                 self.first_of_class[label] = (position, images[i].cpu())
         self.first += [(p, images[i].cpu()) for i, p in enumerate(positions[: self.num_images - len(self.first)])]

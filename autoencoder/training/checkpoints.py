@@ -55,7 +55,9 @@ def check_weights(ckpt: Path, state: dict, module: torch.nn.Module) -> None:
     found = {k: tuple(v.shape) for k, v in state.items()}
     if found != expected:
         diff = sorted(set(found.items()) ^ set(expected.items()))[0][0]
-        raise UserError(f"ckpt_path {ckpt} holds a different model than the configured one (first difference at {diff!r}); use the model config it was trained with")
+        raise UserError(
+            f"ckpt_path {ckpt} holds a different model than the configured one (first difference at {diff!r}); use the model config it was trained with"
+        )
 
 
 def check_resume_checkpoint(path: str, module: L.LightningModule) -> str:

@@ -18,7 +18,7 @@ def instantiate_callbacks(callbacks: DictConfig | None) -> list[L.Callback]:
     """The callbacks of the config's `callbacks` node, in its order."""
     built = []
     for name, spec in (callbacks or {}).items():
-        if spec is None:
+        if not spec:  # null, or an empty option such as early_stopping=none
             continue
         if not isinstance(spec, DictConfig) or "_target_" not in spec:
             raise UserError(f"callbacks.{name} must be a callback config with a _target_, got {spec!r}")

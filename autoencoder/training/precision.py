@@ -11,8 +11,6 @@ from pathlib import Path
 
 import torch
 
-from autoencoder.utils.errors import UserError
-
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 
 
@@ -38,12 +36,3 @@ def fastest_precision(accelerator: str = "auto") -> str:
             return "32-true"  # let Lightning report the missing GPU itself
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
-
-
-def check_precision(precision: object, accelerator: str) -> None:
-    """The precisions the framework runs and tests; fp16 autocast has no CPU kernels in Lightning."""
-    if precision not in PRECISIONS:
-        raise UserError(f"trainer.precision must be one of {', '.join(PRECISIONS)} (16-mixed on a GPU only), got {precision!r}")
-    if precision == "16-mixed" and not uses_gpu(accelerator):
-        raise UserError("trainer.precision=16-mixed needs a GPU (fp16 autocast is not supported on the CPU); use bf16-mixed or 32-true")
-

@@ -16,11 +16,12 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from autoencoder.config.validation import validate
 from autoencoder.training.callbacks import Diverged, EpochSummary
 from autoencoder.training.checkpoints import ConfigInCheckpoint, check_resume_checkpoint, resume_config
 from autoencoder.training.instantiate import instantiate_callbacks, instantiate_logger
@@ -38,18 +39,26 @@ def _hparams(cfg: DictConfig) -> dict:
     return params
 
 
-def build_trainer(cfg: DictConfig, logger, callbacks: list[L.Callback]) -> L.Trainer:
-    """The Trainer of `cfg.trainer`. The progress bar shows on a terminal only; the learning-rate
-    monitor needs a logger. Lightning's refusals (no GPU, ...) become one line with what to do."""
+def build_trainer(cfg: DictConfig, logger: Logger | None, callbacks: list[L.Callback]) -> L.Trainer:
+    """The Trainer of `cfg.trainer` with these callbacks. The progress bar shows on a terminal only,
+    the learning-rate monitor needs a logger, and a run whose config lists no ModelCheckpoint saves
+    none (Lightning would add its own). Lightning's refusals (no GPU, ...) become one line."""
     progress_bar = bool(cfg.trainer.enable_progress_bar) and sys.stdout.isatty()
-    callbacks = [c for c in callbacks if (progress_bar or not isinstance(c, ProgressBar)) and (logger or not isinstance(c, LearningRateMonitor))]
+    checkpointing = bool(cfg.trainer.enable_checkpointing)
+    dropped = (ProgressBar,) * (not progress_bar) + (LearningRateMonitor,) * (logger is None) + (ModelCheckpoint,) * (not checkpointing)
+    callbacks = [c for c in callbacks if not isinstance(c, dropped)]
+    checkpointing = checkpointing and any(isinstance(c, ModelCheckpoint) for c in callbacks)
+    options = {"callbacks": callbacks, "logger": logger or False, "enable_progress_bar": progress_bar, "enable_checkpointing": checkpointing}
     try:
-        return instantiate(cfg.trainer, callbacks=callbacks, logger=logger or False, enable_progress_bar=progress_bar)
+        return instantiate(cfg.trainer, **options)
     except Exception as exc:
         cause = exc.__cause__ if isinstance(exc.__cause__, MisconfigurationException) else exc
         if isinstance(cause, MisconfigurationException):
             text = " ".join(str(cause).split())
-            raise UserError(f"the Trainer refused trainer.accelerator={cfg.trainer.accelerator} trainer.devices={cfg.trainer.devices}: {text}; use trainer=cpu, or trainer=auto to take a GPU only when there is one") from exc
+            raise UserError(
+                f"the Trainer refused trainer.accelerator={cfg.trainer.accelerator} trainer.devices={cfg.trainer.devices}: {text}; "
+                "use trainer=cpu, or trainer=auto to take a GPU only when there is one"
+            ) from exc
         raise
 
 
@@ -59,6 +68,7 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
     the run goes on in that folder, with its config, from its last checkpoint."""
     if cfg.resume:
         cfg = resume_config(cfg.resume, cfg)
+    validate(cfg)
     out = Path(cfg.output_dir)
     if rank_zero_only.rank == 0:
         write_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -97,11 +107,12 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
     if not trainer.is_global_zero:
         return metrics
     write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    if isinstance(logger, TensorBoardLogger):
-        logger.log_hyperparams(_hparams(cfg), {"hparams/best_val_loss": metrics["best_val_loss"], "hparams/test_loss": metrics["test_loss"]})
+    final = {key: metrics[key] for key in ("best_val_loss", "test_loss") if metrics[key] is not None}
+    if isinstance(logger, TensorBoardLogger):  # the HParams tab compares runs by these
+        logger.log_hyperparams(_hparams(cfg), {f"hparams/{key}": value for key, value in final.items()})
     elif logger:
         logger.log_hyperparams(_hparams(cfg))
-        logger.log_metrics({"best_val_loss": metrics["best_val_loss"] or float("nan"), "test_loss": metrics["test_loss"]})
+        logger.log_metrics(final)
     log.info(
         "best val loss %.5f | test loss %.5f | %d epochs%s | %.0f samples/s | run folder %s",
         metrics["best_val_loss"] if metrics["best_val_loss"] is not None else float("nan"),

@@ -5,27 +5,12 @@ checkpoints); `user_message` finds it, or Hydra's own composition error, inside 
 reached the command (autoencoder.utils.cli prints it).
 """
 
-from collections.abc import Sequence
-
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf.errors import OmegaConfBaseException
 
 
 class UserError(Exception):
     """Input the user can fix; its message says what was wrong and what is allowed."""
-
-
-def as_list(value: object) -> list:
-    """A config value that may be one item or a list (e.g. `digits=3` or `digits=[3,5]`) as a list."""
-    return list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
-
-
-def distinct_ints(value: object, allowed: range) -> list[int] | None:
-    """`value` as a list when it is a non-empty set of distinct integers within `allowed`, else
-    None (the caller says what the setting means in its error)."""
-    values = as_list(value)
-    ok = values and all(isinstance(v, int) and not isinstance(v, bool) and v in allowed for v in values)
-    return values if ok and len(set(values)) == len(values) else None
 
 
 def _chain(exc: BaseException | None) -> list[BaseException]:

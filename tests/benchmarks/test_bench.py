@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from benchmarks.suite import COMPUTE, DEFAULTS, LECTURE, bench, ratios, write_section
 from autoencoder.utils.errors import UserError
+from benchmarks.suite import COMPUTE, DEFAULTS, LECTURE, bench, ratios, write_section
 from tests.conftest import compose_entry
 
 

@@ -67,9 +67,10 @@ def test_split_gives_the_pixels_of_the_file_scaled_to_unit_range(fake_mnist):
 
 def test_batches_are_floats_in_unit_range(fake_mnist):
     dm = datamodule(fake_mnist)
-    x, y = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
-    assert x.dtype == torch.float32 and x.shape == (32, 1, 28, 28) and y.shape == (32,)
-    assert 0 <= x.min() and x.max() <= 1
+    raw, labels = next(iter(dm.train_dataloader()))
+    x, y = dm.on_after_batch_transfer((raw, labels), 0)
+    assert raw.dtype == torch.uint8 and x.dtype == torch.float32 and x.shape == (32, 1, 28, 28)
+    assert torch.equal(x, raw.float() / 255) and torch.equal(y, labels)
 
 
 def test_setup_leaves_fetching_the_files_to_prepare_data(tmp_path):

@@ -1,19 +1,39 @@
 import pytest
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from autoencoder.models.corruption import Gaussian, Masking
-from autoencoder.utils.errors import UserError
-from autoencoder.models.networks import Autoencoder
 from autoencoder.models.module import LitAutoencoder
+from autoencoder.models.networks import Autoencoder
 
 # The steps are called directly here, without a Trainer to receive what they log.
 pytestmark = pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
 
 
-def identity_module(corruption, loss="mse") -> LitAutoencoder:
-    net = Autoencoder(nn.Flatten(), nn.Unflatten(1, (1, 4, 4)), latent_dim=16, input_shape=(1, 4, 4))
-    return LitAutoencoder(net, corruption, optimizer=torch.optim.SGD, loss=loss)
+class Identity(Autoencoder):
+    """A network that is neither conv nor MLP: codes are the flattened pixels."""
+
+    def __init__(self, side: int = 4):
+        super().__init__(nn.Flatten(), nn.Unflatten(1, (1, side, side)), latent_dim=side * side, input_shape=(1, side, side))
+
+
+class PenalisedIdentity(Identity):
+    """The identity with an extra loss term: the mean absolute code, times `weight`."""
+
+    def __init__(self, weight: float = 0.5):
+        super().__init__()
+        self.weight = weight
+
+    def loss_terms(self, x: Tensor, z: Tensor) -> dict[str, Tensor]:
+        return {"l1": self.weight * z.abs().mean()}
+
+
+def module(corruption: str = "Gaussian", noise: float = 0.0, loss: str = "mse", net: str = "Identity") -> LitAutoencoder:
+    return LitAutoencoder(
+        net={"_target_": f"{__name__}.{net}"},
+        corruption={"_target_": f"autoencoder.models.corruption.{corruption}", "noise": noise},
+        optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1},
+        loss=loss,
+    )
 
 
 def batch(n=8):
@@ -21,44 +41,58 @@ def batch(n=8):
 
 
 def test_plain_autoencoder_identity_has_zero_loss():
-    module = identity_module(Gaussian(noise=0))
-    assert module.training_step(batch(), 0).item() == 0
+    assert module().training_step(batch(), 0).item() == 0
 
 
 def test_loss_is_against_the_clean_input():
     # Masking everything makes the (identity) reconstruction all zeros: the loss is then mean(x^2)
     # against the clean x, not 0 against the corrupted input.
-    module = identity_module(Masking(noise=1.0))
+    lit = module("Masking", noise=1.0)
     x, y = batch()
-    assert module.training_step((x, y), 0).item() == pytest.approx(x.pow(2).mean().item())
-    assert module.validation_step((x, y), 0)["loss"].item() == pytest.approx(x.pow(2).mean().item())
+    assert lit.training_step((x, y), 0).item() == pytest.approx(x.pow(2).mean().item())
+    assert lit.validation_step((x, y), 0).item() == pytest.approx(x.pow(2).mean().item())
 
 
 def test_eval_noise_is_fixed_and_training_noise_is_not():
-    module = identity_module(Gaussian(noise=0.3))
+    lit = module(noise=0.3)
     x, y = batch()
-    assert module.validation_step((x, y), 3)["loss"] == module.validation_step((x, y), 3)["loss"]
-    assert module.validation_step((x, y), 3)["loss"] != module.validation_step((x, y), 4)["loss"]
-    assert module.training_step((x, y), 0) != module.training_step((x, y), 0)
-
-
-def test_validation_returns_codes_and_labels():
-    out = identity_module(Gaussian(noise=0)).validation_step(batch(5), 0)
-    assert out["z"].shape == (5, 16) and out["y"].tolist() == [0, 1, 2, 3, 4]
+    assert lit.validation_step((x, y), 3) == lit.validation_step((x, y), 3)
+    assert lit.validation_step((x, y), 3) != lit.validation_step((x, y), 4)
+    assert lit.training_step((x, y), 0) != lit.training_step((x, y), 0)
 
 
 def test_bce_loss():
     x, y = batch()
-    loss = identity_module(Gaussian(noise=0), loss="bce").training_step((x, y), 0)
+    loss = module(loss="bce").training_step((x, y), 0)
     assert loss.item() == pytest.approx(nn.functional.binary_cross_entropy(x, x).item())
 
 
-def test_unknown_loss():
-    with pytest.raises(UserError, match="loss must be one of mse, bce, got 'l2'"):
-        identity_module(Gaussian(noise=0), loss="l2")
+def test_the_networks_loss_terms_are_added_to_the_reconstruction_loss():
+    x, y = batch()
+    lit = module("Masking", noise=1.0, net="PenalisedIdentity")  # codes of the masked input are all 0
+    assert lit.training_step((x, y), 0).item() == pytest.approx(x.pow(2).mean().item())
+    lit = module(net="PenalisedIdentity")  # reconstruction perfect: only the penalty is left
+    assert lit.training_step((x, y), 0).item() == pytest.approx(0.5 * x.abs().mean().item())
 
 
-def test_unknown_compile_mode():
-    net = Autoencoder(nn.Flatten(), nn.Unflatten(1, (1, 4, 4)), latent_dim=16, input_shape=(1, 4, 4))
-    with pytest.raises(UserError, match="compile must be one of False, True, default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs, got 'fast'"):
-        LitAutoencoder(net, Gaussian(noise=0), optimizer=torch.optim.SGD, compile="fast")
+def test_the_optimizer_comes_from_its_config():
+    lit = LitAutoencoder(
+        net={"_target_": "autoencoder.models.networks.MLPAutoencoder", "latent_dim": 2, "hidden": [8]},
+        corruption={"_target_": "autoencoder.models.corruption.Gaussian"},
+        optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1},
+    )
+    optimizer = lit.configure_optimizers()
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.param_groups[0]["lr"] == 0.1
+    assert optimizer.param_groups[0]["params"] == list(lit.parameters())
+
+
+def test_hyperparameters_are_plain_values():
+    hparams = module().hparams
+    assert hparams["net"] == {"_target_": f"{__name__}.Identity"} and type(hparams["corruption"]) is dict
+
+
+def test_load_from_checkpoint_needs_no_other_argument(trained_checkpoint):
+    lit = LitAutoencoder.load_from_checkpoint(trained_checkpoint, map_location="cpu", weights_only=True)
+    saved = torch.load(trained_checkpoint, weights_only=True)["state_dict"]
+    assert lit.device.type == "cpu" and lit.net.latent_dim == 2 and lit.corruption.noise == 0.2
+    assert all(torch.equal(lit.state_dict()[k], v) for k, v in saved.items())

@@ -2,9 +2,9 @@ import pytest
 import torch
 from torch import nn
 
-from autoencoder.utils.errors import UserError
 from autoencoder.models.networks import ConvAutoencoder, MLPAutoencoder
 from autoencoder.models.sizes import conv_output_size, conv_transpose_output_size
+from autoencoder.utils.errors import UserError
 
 
 @pytest.mark.parametrize("model_cls", [ConvAutoencoder, MLPAutoencoder])
@@ -16,7 +16,7 @@ def test_shapes(model_cls, latent_dim):
     y = model.decoder(z)
     assert z.shape == (5, latent_dim)
     assert y.shape == x.shape
-    assert 0 <= y.min() and y.max() <= 1  # Sigmoid output
+    assert y.min() >= 0 and y.max() <= 1  # Sigmoid output
 
 
 def test_conv_model_is_the_lectures_network():
@@ -45,16 +45,7 @@ def test_size_formulas_on_the_lectures_numbers():
     assert conv_transpose_output_size(2, 4, 1, 0) == 5 and conv_transpose_output_size(3, 4, 1, 0) == 6
 
 
-@pytest.mark.parametrize("model_cls", [ConvAutoencoder, MLPAutoencoder])
-@pytest.mark.parametrize("bad", [0, -3, 2.5, "abc", True, None])
-def test_bad_latent_dim(model_cls, bad):
-    with pytest.raises(UserError, match=r"model\.latent_dim must be a positive integer, got"):
-        model_cls(latent_dim=bad)
-
-
-def test_bad_input_shape():
-    with pytest.raises(UserError, match=r"model.input_shape must be three positive integers \[C, H, W\], got \[1, 0, 28\]"):
-        ConvAutoencoder(input_shape=(1, 0, 28))
+def test_input_too_small_for_the_conv_stages():
     with pytest.raises(UserError, match=r"model.input_shape \[1, 4, 4\] is too small for 3 conv stages"):
         ConvAutoencoder(input_shape=(1, 4, 4), kernel_size=5, padding=0)
 
@@ -64,6 +55,4 @@ def test_conv_autoencoder_with_hidden_fully_connected_layers():
     linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(3136, 256), (256, 64), (64, 2), (2, 64), (64, 256), (256, 3136)]
     x = torch.rand(3, 1, 28, 28)
-    assert net.encoder(x).shape == (3, 2) and net(x).shape == x.shape
-    with pytest.raises(UserError, match=r"model.fc_hidden must be a list of positive integers, got \[0\]"):
-        ConvAutoencoder(fc_hidden=[0])
+    assert net.encode(x).shape == (3, 2) and net(x).shape == x.shape

@@ -4,8 +4,7 @@ from torch import nn
 
 from autoencoder.models import sizes
 from autoencoder.models.networks import ConvAutoencoder
-from autoencoder.models.sizes import conv_transpose_output_size
-from autoencoder.models.sizes import describe, transposed_conv_by_zero_insertion
+from autoencoder.models.sizes import conv_transpose_output_size, describe, transposed_conv_by_zero_insertion
 from tests.conftest import run_module
 
 

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from autoencoder.utils.errors import UserError
 from autoencoder.sweeps.summary import seed_groups, summarize
+from autoencoder.utils.errors import UserError
 from tests.conftest import run_module
 
 
@@ -47,7 +47,7 @@ def test_summary_rows_sorted_with_failed_and_unfinished_jobs(sweep):
     text = (sweep / "summary.md").read_text()
     assert "6 jobs: 4 completed, 1 failed, 1 unfinished" in text
     assert "| failed: model.latent_dim must be a positive integer, got -1 |" in text
-    assert (sweep / "summary.png").stat().st_size > 0
+    assert (sweep / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_jobs_differing_only_in_seed_are_grouped(sweep):

@@ -34,9 +34,11 @@ def test_a_failed_job_does_not_stop_the_sweep_and_the_summary_shows_it(tmp_path,
     sweep, rows = multirun(tmp_path, fake_mnist, "corruption=gaussian,masking", "noise=0.3,1.5")
     assert len(rows) == 4
     failed = next(r for o, r in rows.items() if o.endswith("corruption=masking noise=1.5"))
-    assert failed["status"] == "failed" and failed["error"] == "noise for Masking corruption must be a number in [0, 1], got 1.5"
+    assert failed["status"] == "failed" and failed["error"] == "noise must be a number in [0, 1] for the Masking corruption, got 1.5"
     completed = [r for r in rows.values() if r["status"] == "completed"]
-    assert len(completed) == 3 and all(float(r["test_loss"]) > 0 for r in completed)
+    assert len(completed) == 3
+    for row in completed:  # the summary carries each job's own metrics
+        assert float(row["test_loss"]) == json.loads((sweep / row["job"] / "metrics.json").read_text())["test_loss"]
     assert (sweep / "summary.md").is_file() and (sweep / "summary.png").is_file()
     events = read_events(sweep / completed[0]["job"] / "tensorboard")  # one HParams session per job
     assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
@@ -74,7 +76,7 @@ def test_ddp_on_cpu_writes_one_consistent_metrics_file(tmp_path, fake_mnist):
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("metrics.json")) == ["run/metrics.json"]
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["status"] == "completed" and metrics["epochs"] == 1 and 0 < metrics["test_loss"] < 1
+    assert metrics["status"] == "completed" and metrics["epochs"] == 1
     events = read_events(run / "tensorboard")  # rank 0 logged the loss averaged over both processes
     assert events.Scalars("test/loss")[-1].value == pytest.approx(metrics["test_loss"])
 
@@ -93,9 +95,11 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, fake_mn
 
 
 def test_eight_jobs_on_two_parallel_workers_all_finish(tmp_path, fake_mnist):
-    sweep, rows = multirun(tmp_path, fake_mnist, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model.latent_dim=2,4", "noise=0,0.3", "seed=1,2", "logger=none")
+    sweep, rows = multirun(
+        tmp_path, fake_mnist, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model.latent_dim=2,4", "noise=0,0.3", "seed=1,2", "logger=none"
+    )
     assert len(rows) == 8 and [r["status"] for r in rows.values()] == ["completed"] * 8
     for row in rows.values():
         metrics = json.loads((sweep / row["job"] / "metrics.json").read_text())
-        assert metrics["epochs"] == 1 and 0 < metrics["test_loss"] < 1
+        assert metrics["epochs"] == 1 and float(row["test_loss"]) == metrics["test_loss"]
     assert "8 jobs: 8 completed" in (sweep / "summary.md").read_text()

@@ -1,36 +1,63 @@
 from types import SimpleNamespace
 
+import matplotlib
 import torch
-from torch.utils.data import TensorDataset
+from torchvision.io import read_image
 
 from autoencoder.evaluation.figures import latent_scatter
 from autoencoder.training.callbacks import ValidationImages, _hms
+from tests.models.test_module import module
 
 
-def test_fixed_images_are_one_per_digit_and_stable(tmp_path):
+def grid_rows(png, n: int, side: int) -> torch.Tensor:
+    """The (3, n, side, side) images of a reconstructions.png (rows clean / noisy / reconstructed,
+    2 px padding, drawn 3x larger), back as floats in [0, 1]."""
+    pixels = read_image(str(png))[0, ::3, ::3].float() / 255  # one channel of the grey grid, 1x
+    step = side + 2
+    return torch.stack([torch.stack([pixels[2 + r * step : 2 + r * step + side, 2 + i * step : 2 + i * step + side] for i in range(n)]) for r in range(3)])
+
+
+def validate(callback: ValidationImages, lit, batches, epoch: int = 0) -> None:
+    """One validation as Lightning runs it, through the callback's hooks."""
+    trainer = SimpleNamespace(sanity_checking=False, is_global_zero=True, loggers=[], global_step=0, current_epoch=epoch)
+    callback.on_validation_epoch_start(trainer, lit)
+    for i, batch in enumerate(batches):
+        callback.on_validation_batch_end(trainer, lit, None, batch, i)
+    callback.on_validation_epoch_end(trainer, lit)
+
+
+def shades(values) -> torch.Tensor:
+    """4x4 images, each a flat shade k/20 (a PNG keeps them to within 1/255)."""
+    return torch.tensor(values, dtype=torch.float32).view(-1, 1, 1, 1).expand(-1, 1, 4, 4) / 20
+
+
+def test_the_grid_shows_the_first_image_of_each_class_and_keeps_them(tmp_path):
     labels = torch.tensor([3, 3, 1, 0, 2, 9, 8, 7, 6, 5, 4, 1, 0])
-    images = torch.arange(len(labels), dtype=torch.uint8).view(-1, 1, 1, 1).expand(-1, 1, 28, 28)
-    trainer = SimpleNamespace(datamodule=SimpleNamespace(val_set=TensorDataset(images, labels)))
-    callback = ValidationImages(tmp_path)
-    picked = callback._fixed_images(trainer)[:, 0, 0, 0].long()
-    assert labels[picked].tolist() == list(range(10))  # digits 0..9, first of each
-    assert picked.tolist() == [3, 2, 4, 0, 10, 9, 8, 7, 6, 5]
-    assert callback._fixed_images(trainer) is callback._fixed_images(trainer)
+    images = shades(range(len(labels)))
+    callback, lit = ValidationImages(tmp_path), module()  # identity network, no noise
+    validate(callback, lit, [(images[:5], labels[:5]), (images[5:], labels[5:])])
+    rows = grid_rows(tmp_path / "reconstructions.png", 10, 4)
+    first_of_each_class = [3, 2, 4, 0, 10, 9, 8, 7, 6, 5]  # positions of classes 0..9
+    assert torch.allclose(rows[0], images[first_of_each_class, 0], atol=1 / 255)
+    assert torch.allclose(rows[2], rows[0], atol=1 / 255)  # the identity reconstructs them
+    validate(callback, lit, [(images.flip(0), labels.flip(0))], epoch=1)  # a later validation: same images
+    assert torch.allclose(grid_rows(tmp_path / "reconstructions.png", 10, 4)[0], images[first_of_each_class, 0], atol=1 / 255)
 
 
-def test_fixed_images_topped_up_when_digits_are_missing(tmp_path):
-    labels = torch.tensor([1, 1, 1, 2])
-    images = torch.zeros(4, 1, 28, 28, dtype=torch.uint8)
-    trainer = SimpleNamespace(datamodule=SimpleNamespace(val_set=TensorDataset(images, labels)))
-    assert len(ValidationImages(tmp_path, num_images=3)._fixed_images(trainer)) == 3
+def test_the_grid_is_topped_up_when_classes_are_missing(tmp_path):
+    images, labels = shades([1, 2, 3, 4]), torch.tensor([1, 1, 1, 2])
+    validate(ValidationImages(tmp_path, num_images=3), module(), [(images, labels)])
+    assert torch.allclose(grid_rows(tmp_path / "reconstructions.png", 3, 4)[0], images[[0, 3, 1], 0], atol=1 / 255)
 
 
-def test_latent_scatter(tmp_path):
-    figure = latent_scatter(torch.randn(100, 2), torch.arange(100) % 10, "test latent space, PCA", ("PC 1", "PC 2"))
-    figure.savefig(tmp_path / "latent.png")
-    assert (tmp_path / "latent.png").stat().st_size > 1000
+def test_latent_scatter_draws_without_pyplot(tmp_path):
+    backend = matplotlib.get_backend()
+    codes, labels = torch.randn(100, 2), torch.arange(100) % 10
+    figure = latent_scatter(codes, labels, "test latent space, PCA", ("PC 1", "PC 2"))
     ax = figure.axes[0]
     assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == ("test latent space, PCA", "PC 1", "PC 2")
+    assert torch.allclose(torch.from_numpy(ax.collections[0].get_offsets().data).float(), codes)
+    assert matplotlib.get_backend() == backend
 
 
 def test_hms():

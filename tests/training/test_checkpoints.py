@@ -3,7 +3,7 @@ import shutil
 import pytest
 import torch
 
-from autoencoder.evaluation.batched import in_batches
+from autoencoder.data.mnist import DATA_ENV
 from autoencoder.training.checkpoints import CONFIG_KEY, datamodule_for, load_trained
 from autoencoder.utils.errors import UserError
 
@@ -54,23 +54,32 @@ def test_foreign_files_are_refused(tmp_path, write, message):
         load_trained(path)
 
 
-def test_config_that_does_not_match_the_weights(trained_checkpoint, tmp_path):
+def test_hyperparameters_that_do_not_match_the_weights(trained_checkpoint, tmp_path):
     contents = torch.load(trained_checkpoint, weights_only=True)
-    contents[CONFIG_KEY]["module"]["net"]["latent_dim"] = 8
+    contents["hyper_parameters"]["net"]["latent_dim"] = 8
     torch.save(contents, tmp_path / "edited.ckpt")
-    with pytest.raises(UserError, match="holds a different model than the configured one .*net.decoder.0.weight"):
+    with pytest.raises(UserError, match="edited.ckpt does not rebuild its model: .*size mismatch for net.encoder"):
         load_trained(tmp_path / "edited.ckpt")
-    contents[CONFIG_KEY]["module"]["net"]["latent_dim"] = -3
-    torch.save(contents, tmp_path / "edited.ckpt")
-    with pytest.raises(UserError, match="has a config that does not build a model: model.latent_dim must be a positive integer, got -3"):
-        load_trained(tmp_path / "edited.ckpt")
+    del contents["hyper_parameters"]
+    torch.save(contents, tmp_path / "old.ckpt")
+    with pytest.raises(UserError, match="old.ckpt was written by an older version of this framework"):
+        load_trained(tmp_path / "old.ckpt")
 
 
-def test_datamodule_for_keeps_the_split_and_drops_the_class_filter(trained_checkpoint):
+def test_datamodule_for_keeps_the_split_and_drops_the_class_filter(trained_checkpoint, fake_mnist, monkeypatch):
+    monkeypatch.delenv(DATA_ENV, raising=False)
     cfg, module = load_trained(trained_checkpoint)
     cfg.data.classes = [3]
-    data = datamodule_for(cfg)
-    images, labels = data.split("train")
+    cfg.data.train_size = 10
+    images, labels = datamodule_for(cfg).split("train")
     assert len(images) == 250 and set(labels.tolist()) == set(range(10))
-    codes = in_batches(module.net.encoder, images, batch_size=64)
-    assert codes.shape == (250, 2) and codes.dtype == torch.float32
+    assert torch.equal(datamodule_for(cfg).split("val")[0], datamodule_for(cfg, {"batch_size": 7}).split("val")[0])
+
+
+def test_datamodule_for_takes_the_overrides_and_the_data_variable(trained_checkpoint, tmp_path, monkeypatch):
+    cfg, _ = load_trained(trained_checkpoint)
+    monkeypatch.setenv(DATA_ENV, str(tmp_path / "from_env"))
+    assert datamodule_for(cfg).data_dir == tmp_path / "from_env"
+    assert datamodule_for(cfg, {"data_dir": str(tmp_path / "typed"), "val_size": 9}).data_dir == tmp_path / "typed"
+    monkeypatch.delenv(DATA_ENV)
+    assert str(datamodule_for(cfg).data_dir) == cfg.data.data_dir

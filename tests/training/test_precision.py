@@ -4,8 +4,7 @@ from hydra import compose, initialize_config_dir
 
 from autoencoder import CONFIG_DIR
 from autoencoder.training import precision
-from autoencoder.utils.errors import UserError
-from autoencoder.training.precision import check_precision, fastest_precision
+from autoencoder.training.precision import fastest_precision
 
 
 @pytest.mark.parametrize("native_bf16, expected", [(True, "bf16-mixed"), (False, "32-true")])
@@ -38,15 +37,3 @@ def test_trainer_options_resolve(option, accelerator):
     assert cfg.trainer.accelerator == accelerator
     assert cfg.trainer.precision == fastest_precision(accelerator)
     assert cfg.trainer.devices == 1
-
-
-def test_check_precision(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    for ok in ("32-true", "bf16-mixed"):
-        check_precision(ok, "cpu")
-    with pytest.raises(UserError, match="trainer.precision must be one of 32-true, bf16-mixed, 16-mixed .*got 'fp8'"):
-        check_precision("fp8", "cpu")
-    with pytest.raises(UserError, match="trainer.precision=16-mixed needs a GPU"):
-        check_precision("16-mixed", "auto")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    check_precision("16-mixed", "auto")

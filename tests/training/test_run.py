@@ -12,14 +12,17 @@ import time
 import lightning
 import pytest
 import torch
+import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from autoencoder.data.mnist import DATA_ENV
-from autoencoder.utils.errors import user_message
+from autoencoder.models.module import LitAutoencoder
+from autoencoder.training.checkpoints import datamodule_for
 from autoencoder.training.run import train
-from tests.conftest import FAST, run_module
+from autoencoder.utils.errors import user_message
+from tests.conftest import run_module
 
 METRIC_KEYS = {"best_val_loss", "test_loss", "epochs", "stopped_early", "train_samples_per_s", "best_checkpoint", "last_checkpoint"}
 
@@ -34,9 +37,18 @@ def test_train_writes_metrics_checkpoints_and_tensorboard(make_cfg, tmp_path):
     metrics = train(make_cfg("model.latent_dim=2", "noise=0.3"))
     run = tmp_path / "run"
     assert json.loads((run / "metrics.json").read_text()) == metrics
-    assert METRIC_KEYS <= metrics.keys()
+    assert metrics.keys() >= METRIC_KEYS
     assert metrics["epochs"] == 1 and metrics["stopped_early"] is False
-    assert 0 < metrics["best_val_loss"] < 1 and 0 < metrics["test_loss"] < 1 and metrics["train_samples_per_s"] > 0
+    assert metrics["train_samples_per_s"] > 0
+    # The test loss is the best checkpoint's on the whole test set (60 images, batches of 32), with
+    # the fixed evaluation noise; training ran in this machine's precision, the check in fp32.
+    lit = LitAutoencoder.load_from_checkpoint(metrics["best_checkpoint"], map_location="cpu").eval()
+    run_cfg = OmegaConf.load(run / "config.yaml")
+    test_x, _ = datamodule_for(run_cfg, {"data_dir": run_cfg.data.data_dir}).split("test")
+    with torch.no_grad():
+        losses = [F.mse_loss(lit(lit.corruption(x, lit.eval_generator(i, x.device))), x, reduction="sum") for i, x in enumerate(test_x.split(32))]
+    assert metrics["test_loss"] == pytest.approx(float(sum(losses)) / test_x.numel(), rel=0.02)
+    assert metrics["best_val_loss"] == pytest.approx(min(e.value for e in read_events(run / "tensorboard").Scalars("val/loss")))
     assert os.path.isfile(metrics["best_checkpoint"]) and os.path.isfile(metrics["last_checkpoint"])
     saved = OmegaConf.load(run / "config.yaml")  # resolved: no interpolation left
     assert saved.model.latent_dim == 2 and saved.corruption.noise == 0.3 and "${" not in (run / "config.yaml").read_text()
@@ -108,23 +120,6 @@ def test_bad_checkpoints(make_cfg, tmp_path):
     assert_user_error(make_cfg("model.latent_dim=8", f"ckpt_path={other['last_checkpoint']}"), "holds a different model than the configured one")
 
 
-@pytest.mark.parametrize(
-    "overrides, message",
-    [
-        (["model.latent_dim=0"], "model.latent_dim must be a positive integer, got 0"),
-        (["model.latent_dim=abc"], "model.latent_dim must be a positive integer, got 'abc'"),
-        (["model=mlp", "model.latent_dim=2.5"], "model.latent_dim must be a positive integer, got 2.5"),
-        (["noise=-0.1"], "noise for Gaussian corruption must be a number >= 0, got -0.1"),
-        (["corruption=masking", "noise=1.5"], r"noise for Masking corruption must be a number in \[0, 1\], got 1.5"),
-        (["corruption=salt_pepper", "noise=abc"], r"noise for SaltPepper corruption must be a number in \[0, 1\], got 'abc'"),
-        (["loss=l1"], "loss must be one of mse, bce, got 'l1'"),
-        (["data.batch_size=0"], "data.batch_size must be an integer >= 1, got 0"),
-    ],
-)
-def test_bad_config_values(make_cfg, overrides, message):
-    assert_user_error(make_cfg(*overrides), f"^{message}$")
-
-
 # --- the command line, as a user runs it -----------------------------------------------------
 
 
@@ -152,9 +147,7 @@ def test_command_line_from_another_folder(tmp_path, fake_mnist):
 @pytest.mark.slow
 def test_multirun(tmp_path, fake_mnist):
     sweep = tmp_path / "sweep"
-    result = run_module(
-        "autoencoder.train", "-m", "model.latent_dim=2,4", f"hydra.sweep.dir={sweep}", *LIMITS, *data_overrides(fake_mnist), cwd=tmp_path
-    )
+    result = run_module("autoencoder.train", "-m", "model.latent_dim=2,4", f"hydra.sweep.dir={sweep}", *LIMITS, *data_overrides(fake_mnist), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     for job, latent_dim in ((0, 2), (1, 4)):
         assert json.loads((sweep / str(job) / "metrics.json").read_text())["epochs"] == 1
@@ -164,10 +157,10 @@ def test_multirun(tmp_path, fake_mnist):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["model.latent_dim=-2"], "error: model.latent_dim must be a positive integer, got -2"),
+        (["model.latent_dim=-2"], "error: model.latent_dim must be an integer >= 1, got -2"),
         (["model=foo"], "error: unknown model option 'foo' (allowed: conv, mlp)"),
         (["corruption=blur"], "error: unknown corruption option 'blur' (allowed: gaussian, masking, salt_pepper)"),
-        (["corruption=salt_pepper", "noise=1.2"], "error: noise for SaltPepper corruption must be a number in [0, 1], got 1.2"),
+        (["corruption=salt_pepper", "noise=1.2"], "error: noise must be a number in [0, 1] for the SaltPepper corruption, got 1.2"),
         (["trainer.max_epoch=3"], "error: Could not override 'trainer.max_epoch'."),
         (["data.data_dir={tmp}/empty"], "error: MNIST is not in {tmp}/empty/MNIST/raw and could not be downloaded"),
         (["data.data_dir={tmp}/corrupt"], "bad magic number"),
@@ -255,8 +248,8 @@ def test_training_steps_never_wait_for_the_device(make_cfg, monkeypatch, tmp_pat
 
 
 def test_a_diverged_run_stops_keeps_its_last_good_checkpoint_and_is_marked_failed(make_cfg, tmp_path, monkeypatch):
-    from autoencoder.training.callbacks import Diverged
     from autoencoder.models.module import LitAutoencoder
+    from autoencoder.training.callbacks import Diverged
 
     original = LitAutoencoder.reconstruction_loss
 
@@ -299,7 +292,9 @@ def test_a_killed_run_resumes_from_its_folder_to_the_same_end(tmp_path, fake_mni
     run = tmp_path / "run"
     settings = [f"data.data_dir={fake_mnist}", "data.val_size=50", "data.batch_size=10", "data.check_md5=false", "trainer.max_epochs=4",
                 "trainer.num_sanity_val_steps=0", "trainer.enable_model_summary=false", "trainer.accelerator=cpu", "logger=csv"]  # fmt: skip
-    process = subprocess.Popen([sys.executable, "-m", "autoencoder.train", *settings, f"hydra.run.dir={run}"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "autoencoder.train", *settings, f"hydra.run.dir={run}"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     last = run / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 240
     while not last.exists():

@@ -1,0 +1,114 @@
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
+
+from autoencoder import CONFIG_DIR
+from autoencoder.config.validation import unchecked_keys, validate
+from autoencoder.utils.errors import UserError
+
+ENTRY_POINTS = {"config": [], "evaluate": ["ckpt_path=x.ckpt"], "encode": ["ckpt_path=x.ckpt"], "anomaly": [], "bench": [], "shapes": []}
+GROUP_OPTIONS = [
+    f"{group.name}={option.stem}"
+    for group in CONFIG_DIR.iterdir()
+    if group.is_dir() and group.name not in ("hydra", "experiment", "hparams_search")
+    for option in group.glob("*.yaml")
+]
+
+
+def composed(name: str = "config", *overrides: str):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name=name, overrides=[*ENTRY_POINTS.get(name, []), *overrides])
+    with open_dict(cfg):
+        cfg.output_dir = "outputs/test"  # Hydra's ${hydra:...} is not set outside a run
+    return cfg
+
+
+@pytest.mark.parametrize("name", ENTRY_POINTS)
+def test_every_key_of_every_command_has_a_rule_and_the_defaults_pass(name):
+    cfg = composed(name)
+    assert unchecked_keys(cfg) == []
+    validate(cfg)
+
+
+@pytest.mark.parametrize("option", GROUP_OPTIONS)
+def test_every_key_of_every_group_option_has_a_rule(option):
+    cfg = composed("config", option)
+    assert unchecked_keys(cfg) == []
+    validate(cfg)
+
+
+BAD = [
+    (["optimizer.lr=-0.1"], "optimizer.lr must be a number > 0, got -0.1"),
+    (["optimizer.lr=abc"], "optimizer.lr must be a number > 0, got 'abc'"),
+    (["seed=abc"], r"seed must be an integer in \[0, 4294967295\], got 'abc'"),
+    (["seed=-1"], r"seed must be an integer in \[0, 4294967295\], got -1"),
+    (["early_stopping.patience=-1"], "early_stopping.patience must be an integer >= 0, got -1"),
+    (["model.latent_dim=0"], "model.latent_dim must be an integer >= 1, got 0"),
+    (["model.latent_dim=abc"], "model.latent_dim must be an integer >= 1, got 'abc'"),
+    (["model=mlp", "model.latent_dim=2.5"], "model.latent_dim must be an integer >= 1, got 2.5"),
+    (["model.latent_dim=true"], "model.latent_dim must be an integer >= 1, got True"),
+    (["model.channels=[32,0]"], r"model.channels must be a non-empty list of integers >= 1, got \[32, 0\]"),
+    (["model.input_shape=[1,28]"], r"model.input_shape must be 3 integers >= 1, got \[1, 28\]"),
+    (["noise=-0.1"], "noise must be a number >= 0, got -0.1"),
+    (["noise=nan"], "noise must be a number >= 0, got nan"),
+    (["corruption=masking", "noise=1.5"], r"noise must be a number in \[0, 1\] for the Masking corruption, got 1.5"),
+    (["corruption=salt_pepper", "noise=abc"], "noise must be a number >= 0, got 'abc'"),
+    (["loss=l1"], "loss must be one of mse, bce, got 'l1'"),
+    (["compile=fast"], "compile must be one of False, True, default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs, got 'fast'"),
+    (["data.batch_size=0"], "data.batch_size must be an integer >= 1, got 0"),
+    (["data.val_size=-1"], "data.val_size must be an integer >= 1, got -1"),
+    (["data.train_size=1.5"], "data.train_size must be an integer >= 1 or null, got 1.5"),
+    (["data.classes=[]"], r"data.classes must be a non-empty list of distinct integers in \[0, 9\] or null, got \[\]"),
+    (["data.classes=[2,2]"], r"data.classes must be a non-empty list of distinct integers in \[0, 9\] or null, got \[2, 2\]"),
+    (["data.classes=[10]"], r"data.classes must be .*, got \[10\]"),
+    (["trainer.max_epochs=abc"], "trainer.max_epochs must be an integer >= -1 or null, got 'abc'"),
+    (
+        ["trainer.limit_train_batches=-2"],
+        r"trainer.limit_train_batches must be a number of batches \(integer >= 0\) or a fraction \(0.0 to 1.0\) or null, got -2",
+    ),
+    (["trainer.limit_val_batches=1.5"], "trainer.limit_val_batches must be .*, got 1.5"),
+    (["trainer.precision=fp8"], "trainer.precision must be one of 32-true, bf16-mixed, 16-mixed, got 'fp8'"),
+    (["trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val must be a number >= 0 or null, got -1"),
+    (["callbacks.model_checkpoint.save_top_k=-2"], "callbacks.model_checkpoint.save_top_k must be an integer >= -1, got -2"),
+    (["threads=0"], "threads must be an integer >= 1 or null, got 0"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", BAD, ids=[" ".join(o) for o, _ in BAD])
+def test_bad_training_values_name_the_key_the_value_and_what_is_allowed(overrides, message):
+    with pytest.raises(UserError, match=f"^{message}$"):
+        validate(composed("config", *overrides))
+
+
+@pytest.mark.parametrize(
+    "name, overrides, message",
+    [
+        ("anomaly", ["digits=[11]"], r"digits must be a non-empty list of distinct integers in \[0, 9\], got \[11\]"),
+        ("anomaly", ["seeds=[0,0]"], r"seeds must be a non-empty list of distinct integers in \[0, 4294967295\], got \[0, 0\]"),
+        (
+            "evaluate",
+            ["denoising.corruptions=[blur]"],
+            r"denoising.corruptions must be a non-empty list of names from gaussian, masking, salt_pepper, got \['blur'\]",
+        ),
+        ("evaluate", ["probe.knn_k=0"], "probe.knn_k must be an integer >= 1, got 0"),
+        ("encode", ["split=validation"], "split must be one of train, val, test, got 'validation'"),
+        ("bench", ["epochs=1"], "epochs must be an integer >= 2, got 1"),
+    ],
+)
+def test_bad_values_of_the_other_commands(name, overrides, message):
+    with pytest.raises(UserError, match=f"^{message}$"):
+        validate(composed(name, *overrides))
+
+
+def test_fp16_needs_a_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match="trainer.precision=16-mixed needs a GPU"):
+        validate(composed("config", "trainer.precision=16-mixed"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    validate(composed("config", "trainer.precision=16-mixed"))
+
+
+def test_one_is_not_taken_for_true():
+    with pytest.raises(UserError, match="channels_last must be true or false, got 1"):
+        validate(composed("config", "channels_last=1"))

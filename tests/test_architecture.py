@@ -1,0 +1,63 @@
+"""The layout's promises: thin commands over a library that never imports them, and no side
+effects when any module is imported."""
+
+import ast
+import pkgutil
+import subprocess
+import sys
+
+import autoencoder
+from autoencoder import PACKAGE_DIR
+
+COMMANDS = ("train", "evaluate", "encode", "anomaly", "shapes", "summarize", "bench")
+LIBRARY = [m.name for m in pkgutil.walk_packages([str(PACKAGE_DIR)], "autoencoder.") if m.name.count(".") > 1 or m.ispkg]
+
+
+def imported_modules(path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+        elif isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+    return names
+
+
+def test_every_command_is_a_module_at_the_top_and_the_library_never_imports_one():
+    top = {m.name for m in pkgutil.iter_modules([str(PACKAGE_DIR)]) if not m.ispkg}
+    assert top == set(COMMANDS)
+    commands = {f"autoencoder.{c}" for c in COMMANDS}
+    for path in PACKAGE_DIR.glob("*/**/*.py"):
+        assert not imported_modules(path) & commands, path
+
+
+def test_commands_are_thin():
+    for command in COMMANDS:
+        path = PACKAGE_DIR / f"{command}.py"
+        tree = ast.parse(path.read_text())
+        functions = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
+        assert len(functions) == 1 and len(path.read_text().splitlines()) <= 30, path
+
+
+IMPORT_ALL = f"""
+import logging, warnings
+import matplotlib
+matplotlib.use("svg")
+import hydra, lightning, sklearn, scipy, tensorboard, torch, torchvision, torchmetrics, omegaconf  # third parties may set their own
+filters = list(warnings.filters)
+handlers = {{name: (list(logging.getLogger(name).filters), list(logging.getLogger(name).handlers)) for name in ("", "lightning.pytorch", "lightning.pytorch.utilities.rank_zero")}}
+import importlib
+for name in {LIBRARY + [f"autoencoder.{c}" for c in COMMANDS] + ["benchmarks.suite", "benchmarks.runs"]!r}:
+    importlib.import_module(name)
+assert matplotlib.get_backend() == "svg", matplotlib.get_backend()
+assert warnings.filters == filters, [f for f in warnings.filters if f not in filters]
+assert handlers == {{name: (list(logging.getLogger(name).filters), list(logging.getLogger(name).handlers)) for name in handlers}}
+print("clean")
+"""
+
+
+def test_importing_any_module_leaves_backend_warnings_and_logging_alone(tmp_path):
+    result = subprocess.run([sys.executable, "-c", IMPORT_ALL], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.stdout.strip() == "clean", result.stderr[-2000:]
+    assert len(LIBRARY) > 20 and autoencoder.CONFIG_DIR.is_dir()
