@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
 PYTEST_ARGS ?=
+# The optional extras to install besides the package; CI adds the loggers' (wandb,mlflow).
+EXTRAS ?= test,lint
 
 # Use the MNIST files beside the checkout when they are there (no download needed).
 SHARED_DATA := $(abspath ../shared/data)
@@ -18,7 +20,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -e '.[test,lint]'
+	$(BIN)/pip install -e '.[$(EXTRAS)]'
 	touch $@
 
 train: install

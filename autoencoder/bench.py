@@ -6,14 +6,15 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from autoencoder import CONFIG_DIR
-from autoencoder.utils.cli import command, run_cli
+from autoencoder.utils.cli import command, overridden, run_cli
 from benchmarks.suite import bench
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="bench")
 def main(cfg: DictConfig) -> None:
     with command():
-        bench(cfg, " ".join(["python -m autoencoder.bench", *HydraConfig.get().overrides.task]))
+        hydra_cfg = HydraConfig.get()
+        bench(cfg, " ".join(["python -m autoencoder.bench", *hydra_cfg.overrides.task]), overridden(cfg, "data", hydra_cfg))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 
@@ -131,12 +132,14 @@ def write_section(path: Path, device: str, section: str) -> None:
     write_atomic(path, text)
 
 
-def bench(cfg: DictConfig, command: str) -> dict[str, list[dict]]:
-    """Run every kind `cfg.repeats` times, write bench.json, bench.md and the docs section."""
+def bench(cfg: DictConfig, command: str, data_overrides: Mapping | None = None) -> dict[str, list[dict]]:
+    """Run every kind `cfg.repeats` times, write bench.json, bench.md and the docs section.
+    `data_overrides` (the command's `data.*` on the command line) go to every run's data config."""
     validate(cfg)
     device = "gpu" if uses_gpu(cfg.accelerator) else "cpu"
     out = Path(cfg.output_dir)
-    settings = {key: cfg[key] for key in ("train_size", "epochs", "noise", "seed", "accelerator")} | {"overrides": list(cfg.overrides)}
+    overrides = [*cfg.overrides, *(f"data.{key}={json.dumps(value)}" for key, value in (data_overrides or {}).items())]
+    settings = {key: cfg[key] for key in ("train_size", "epochs", "noise", "seed", "accelerator")} | {"overrides": overrides}
     runs = [
         (LECTURE, "lecture", []),
         (DEFAULTS, "framework", []),

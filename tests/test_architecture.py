@@ -46,7 +46,8 @@ import matplotlib
 matplotlib.use("svg")
 import hydra, lightning, sklearn, scipy, tensorboard, torch, torchvision, torchmetrics, omegaconf  # third parties may set their own
 filters = list(warnings.filters)
-handlers = {{name: (list(logging.getLogger(name).filters), list(logging.getLogger(name).handlers)) for name in ("", "lightning.pytorch", "lightning.pytorch.utilities.rank_zero")}}
+names = ("", "lightning.pytorch", "lightning.pytorch.utilities.rank_zero")
+handlers = {{name: (list(logging.getLogger(name).filters), list(logging.getLogger(name).handlers)) for name in names}}
 import importlib
 for name in {LIBRARY + [f"autoencoder.{c}" for c in COMMANDS] + ["benchmarks.suite", "benchmarks.runs"]!r}:
     importlib.import_module(name)

@@ -7,7 +7,6 @@ in it is unpickled as code, and a file that does not fit gets one clear line ins
 traceback from deep inside torch.
 """
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,7 +16,6 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from typing_extensions import override
 
-from autoencoder.data.mnist import DATA_ENV
 from autoencoder.utils.errors import UserError, user_message
 
 CONFIG_KEY = "autoencoder_config"
@@ -110,10 +108,7 @@ def load_trained(path: str | Path) -> tuple[DictConfig, L.LightningModule]:
 
 def datamodule_for(cfg: DictConfig, overrides: Mapping | None = None) -> L.LightningDataModule:
     """The run's data module with every class and training image (its split and seed kept). Keys
-    in `overrides` (the command's `data.*` on the command line) replace the run's; the data folder
-    is otherwise $AUTOENCODER_DATA_DIR when set, else the run's own."""
+    in `overrides` (the command's `data.*` on the command line, e.g. where the files are now)
+    replace the run's."""
     data = OmegaConf.to_container(cfg.data, resolve=True) | {"classes": None, "train_size": None}
-    data.pop("num_workers", None)  # runs from before the in-memory batches had it
-    if os.environ.get(DATA_ENV) and "data_dir" in data:
-        data["data_dir"] = os.environ[DATA_ENV]
-    return instantiate(data | dict(overrides or {}))
+    return instantiate(data | dict(overrides or {}), _convert_="all")

@@ -17,7 +17,7 @@ import torch
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
-from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -68,10 +68,10 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
     the run goes on in that folder, with its config, from its last checkpoint."""
     if cfg.resume:
         cfg = resume_config(cfg.resume, cfg)
-    validate(cfg)
     out = Path(cfg.output_dir)
-    if rank_zero_only.rank == 0:
+    if rank_zero_only.rank == 0:  # first, so that a sweep's job refused below is recorded as failed
         write_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    validate(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -80,8 +80,19 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
     module = instantiate(cfg.module)
     ckpt_path = check_resume_checkpoint(cfg.ckpt_path, module) if cfg.ckpt_path else None
     logger = instantiate_logger(cfg.logger)
-    trainer = build_trainer(cfg, logger, [*instantiate_callbacks(cfg.callbacks), ConfigInCheckpoint(cfg), *callbacks])
+    try:
+        trainer = build_trainer(cfg, logger, [*instantiate_callbacks(cfg.callbacks), ConfigInCheckpoint(cfg), *callbacks])
+        return fit_and_test(cfg, trainer, module, datamodule, ckpt_path)
+    finally:
+        if isinstance(logger, WandbLogger):  # its run stays open otherwise: the next run of a sweep would log into it
+            import wandb
 
+            wandb.finish()
+
+
+def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule, ckpt_path: str | None) -> dict:
+    """Fit, test the best checkpoint, write metrics.json and the logger's final figures."""
+    out = Path(cfg.output_dir)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except Diverged as exc:
@@ -108,6 +119,7 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
         return metrics
     write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     final = {key: metrics[key] for key in ("best_val_loss", "test_loss") if metrics[key] is not None}
+    logger = trainer.logger
     if isinstance(logger, TensorBoardLogger):  # the HParams tab compares runs by these
         logger.log_hyperparams(_hparams(cfg), {f"hparams/{key}": value for key, value in final.items()})
     elif logger:

@@ -46,8 +46,8 @@ def test_bad_settings(tmp_path):
 def test_bench_times_all_three_kinds_on_the_same_images(fake_mnist, tmp_path):
     cfg = compose_entry("bench", tmp_path / "out", "train_size=64", "epochs=2", "repeats=1", "accelerator=cpu", f"docs={tmp_path / 'benchmarks.md'}")
     cfg.framework_variants, cfg.compute_variants = {}, {}
-    cfg.overrides = [f"data.data_dir={fake_mnist}", "data.val_size=50", "data.check_md5=false", "trainer.num_sanity_val_steps=0", "logger=none"]
-    results = bench(cfg, "python -m autoencoder.bench (test)")
+    cfg.overrides = ["trainer.num_sanity_val_steps=0", "logger=none"]
+    results = bench(cfg, "python -m autoencoder.bench (test)", {"data_dir": str(fake_mnist), "val_size": 50, "check_md5": False})
     assert list(results) == [LECTURE, DEFAULTS, COMPUTE]
     for label, (result,) in results.items():
         assert result["samples_per_s"] > 0 and result["first_epoch_samples_per_s"] > 0

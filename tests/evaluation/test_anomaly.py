@@ -8,8 +8,8 @@ import autoencoder.evaluation.anomaly as anomaly_module
 from autoencoder.evaluation.anomaly import PUBLISHED, anomaly, table
 from autoencoder.training.checkpoints import load_trained
 from autoencoder.utils.errors import UserError
-from tests.data.test_mnist import datamodule as make_datamodule
 from tests.conftest import FAST, compose_entry, run_module
+from tests.data.test_mnist import datamodule as make_datamodule
 
 
 def test_published_means_match_the_paper():

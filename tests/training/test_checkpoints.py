@@ -66,8 +66,7 @@ def test_hyperparameters_that_do_not_match_the_weights(trained_checkpoint, tmp_p
         load_trained(tmp_path / "old.ckpt")
 
 
-def test_datamodule_for_keeps_the_split_and_drops_the_class_filter(trained_checkpoint, fake_mnist, monkeypatch):
-    monkeypatch.delenv(DATA_ENV, raising=False)
+def test_datamodule_for_keeps_the_split_and_drops_the_class_filter(trained_checkpoint):
     cfg, module = load_trained(trained_checkpoint)
     cfg.data.classes = [3]
     cfg.data.train_size = 10
@@ -76,10 +75,8 @@ def test_datamodule_for_keeps_the_split_and_drops_the_class_filter(trained_check
     assert torch.equal(datamodule_for(cfg).split("val")[0], datamodule_for(cfg, {"batch_size": 7}).split("val")[0])
 
 
-def test_datamodule_for_takes_the_overrides_and_the_data_variable(trained_checkpoint, tmp_path, monkeypatch):
+def test_datamodule_for_takes_the_overrides(trained_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv(DATA_ENV, str(tmp_path / "from_env"))  # the run's own folder wins over the variable
     cfg, _ = load_trained(trained_checkpoint)
-    monkeypatch.setenv(DATA_ENV, str(tmp_path / "from_env"))
-    assert datamodule_for(cfg).data_dir == tmp_path / "from_env"
-    assert datamodule_for(cfg, {"data_dir": str(tmp_path / "typed"), "val_size": 9}).data_dir == tmp_path / "typed"
-    monkeypatch.delenv(DATA_ENV)
     assert str(datamodule_for(cfg).data_dir) == cfg.data.data_dir
+    assert datamodule_for(cfg, {"data_dir": str(tmp_path / "typed"), "val_size": 9}).data_dir == tmp_path / "typed"
