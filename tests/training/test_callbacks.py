@@ -5,7 +5,7 @@ import torch
 from torchvision.io import read_image
 
 from autoencoder.evaluation.figures import latent_scatter
-from autoencoder.training.callbacks import ValidationImages, _hms
+from autoencoder.training.callbacks import ValidationImages
 from tests.models.test_module import module
 
 
@@ -58,7 +58,3 @@ def test_latent_scatter_draws_without_pyplot(tmp_path):
     assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == ("test latent space, PCA", "PC 1", "PC 2")
     assert torch.allclose(torch.from_numpy(ax.collections[0].get_offsets().data).float(), codes)
     assert matplotlib.get_backend() == backend
-
-
-def test_hms():
-    assert _hms(3725.9) == "01:02:05"

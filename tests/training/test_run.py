@@ -137,10 +137,13 @@ LIMITS = ["trainer.max_epochs=1", "trainer.limit_train_batches=5", "trainer.limi
 def test_command_line_from_another_folder(tmp_path, fake_mnist):
     result = run_module("autoencoder.train", "model.latent_dim=2", "noise=0.3", *LIMITS, *data_overrides(fake_mnist), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "[Epoch   1] train" in result.stdout
-    assert "best val loss" in result.stdout and "test loss" in result.stdout
     (metrics,) = tmp_path.glob("outputs/*/*/metrics.json")  # the run folder is under the working folder
-    assert json.loads(metrics.read_text())["epochs"] == 1
+    saved = json.loads(metrics.read_text())
+    # The line per validation (train loss, val loss, best, elapsed time, speed) and the summary.
+    assert re.search(r"^\[Epoch   1\] train \d\.\d{4}  val \d\.\d{4}  best \| 00:00:\d\d  [\d.]+ epochs/s  \d+ samples/s$", result.stdout, re.M)
+    assert f"val {saved['best_val_loss']:.4f}  best" in result.stdout and f"test loss {saved['test_loss']:.5f}" in result.stdout
+    assert saved["epochs"] == 1
+    assert "Tip" not in result.stdout + result.stderr  # no third-party advertisement on the first screen
     assert OmegaConf.load(metrics.parent / "config.yaml").model.latent_dim == 2
 
 
