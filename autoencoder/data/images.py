@@ -77,7 +77,9 @@ class ImageDataModule(L.LightningDataModule):
             keep = torch.isin(labels, torch.tensor(self.classes))
             train_idx, val_idx = train_idx[keep[train_idx]], val_idx[keep[val_idx]]
             if not len(train_idx) or not len(val_idx):
-                raise UserError(f"data.classes={self.classes} leaves {len(train_idx)} training and {len(val_idx)} validation images; pick classes present in the data")
+                raise UserError(
+                    f"data.classes={self.classes} leaves {len(train_idx)} training and {len(val_idx)} validation images; pick classes present in the data"
+                )
         if self.train_size is not None:
             if self.train_size > len(train_idx):
                 raise UserError(f"data.train_size must be at most the {len(train_idx)} training images, got {self.train_size}")

@@ -167,7 +167,7 @@ def epoch_batches(dm: MNISTDataModule, epoch: int = 0) -> list[tuple[torch.Tenso
     """(indices into the train split, float images, labels) of each training batch of an epoch."""
     loader = dm.train_dataloader()
     loader.sampler.set_epoch(epoch)  # what Lightning does before each epoch
-    return [(index, *dm.on_after_batch_transfer(batch, 0)) for index, batch in zip(list(loader.sampler), loader)]
+    return [(index, *dm.on_after_batch_transfer(batch, 0)) for index, batch in zip(list(loader.sampler), loader, strict=True)]
 
 
 def test_fast_batches_equal_torchvision_mnist_at_the_same_indices(fake_mnist):
