@@ -55,9 +55,10 @@ def build_trainer(cfg: DictConfig, logger: Logger | None, callbacks: list[L.Call
         cause = exc.__cause__ if isinstance(exc.__cause__, MisconfigurationException) else exc
         if isinstance(cause, MisconfigurationException):
             text = " ".join(str(cause).split())
+            hardware = any(word in text.lower() for word in ("gpu", "cuda", "accelerator", "device"))
+            advice = "use trainer=cpu, or trainer=auto to take a GPU only when there is one" if hardware else "see the trainer.* settings in conf/trainer/"
             raise UserError(
-                f"the Trainer refused trainer.accelerator={cfg.trainer.accelerator} trainer.devices={cfg.trainer.devices}: {text}; "
-                "use trainer=cpu, or trainer=auto to take a GPU only when there is one"
+                f"the Trainer refused trainer.accelerator={cfg.trainer.accelerator} trainer.devices={cfg.trainer.devices}: {text}; {advice}"
             ) from exc
         raise
 
