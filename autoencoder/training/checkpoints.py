@@ -22,7 +22,8 @@ CONFIG_KEY = "autoencoder_config"
 
 
 class ConfigInCheckpoint(L.Callback):
-    """Stores the resolved run config in every checkpoint, so the file alone rebuilds the model."""
+    """Stores the resolved run config in every checkpoint: with it the file alone tells evaluate,
+    encode and anomaly the module's class and rebuilds the run's data module, split included."""
 
     def __init__(self, cfg: DictConfig) -> None:
         self.config = OmegaConf.to_container(cfg, resolve=True)

@@ -72,6 +72,8 @@ def run_cli(main: Callable[[], object]) -> None:
 
 
 def overridden(cfg: DictConfig, node: str, hydra_cfg: DictConfig) -> dict:
-    """The keys of `cfg.<node>` set on the command line (e.g. data.data_dir=...), with their values."""
-    keys = [o.split("=", 1)[0].lstrip("+~") for o in hydra_cfg.overrides.task]
-    return {key[len(node) + 1 :]: cfg[node][key[len(node) + 1 :]] for key in keys if key.startswith(f"{node}.") and "." not in key[len(node) + 1 :]}
+    """The keys of `cfg.<node>` set on the command line (`data.data_dir=...`), with their values."""
+    prefix = f"{node}."
+    keys = [o.split("=", 1)[0].lstrip("+") for o in hydra_cfg.overrides.task if "=" in o and not o.startswith("~")]
+    names = [key.removeprefix(prefix) for key in keys if key.startswith(prefix)]
+    return {name: cfg[node][name] for name in names if "." not in name}
