@@ -185,12 +185,12 @@ RULES: dict[str, Rule] = {
     "trainer.enable_model_summary": boolean(),
     "trainer.accumulate_grad_batches": integer(1),
     "trainer.gradient_clip_val": number(0, null=True),
-    "trainer.gradient_clip_algorithm": anything_of(one_of("value", "norm"), text(null=True)),
+    "trainer.gradient_clip_algorithm": text(null=True),  # value or norm, in any case (Lightning lowercases it)
     "trainer.deterministic": anything_of(boolean(null=True), one_of("warn")),
     "trainer.benchmark": boolean(null=True),
     "trainer.inference_mode": boolean(),
     "trainer.use_distributed_sampler": boolean(),
-    "trainer.profiler": anything_of(one_of("simple", "advanced", "pytorch", "xla"), text(null=True)),
+    "trainer.profiler": text(null=True),  # Lightning's names: simple, advanced, pytorch, xla
     "trainer.detect_anomaly": boolean(),
     "trainer.barebones": boolean(),
     "trainer.plugins": anything_of(text(null=True), strings()),
@@ -242,7 +242,7 @@ def _leaves(node: DictConfig, prefix: str = ""):
         path = f"{prefix}{key}"
         if str(key).startswith("_") or path in SKIPPED or OmegaConf.is_interpolation(node, key):
             continue
-        value = node._get_node(key)._value() if OmegaConf.is_missing(node, key) else node[key]
+        value = "???" if OmegaConf.is_missing(node, key) else node[key]  # a mandatory value: its command says so
         if isinstance(value, DictConfig):
             yield from _leaves(value, f"{path}.")
         else:
@@ -250,7 +250,7 @@ def _leaves(node: DictConfig, prefix: str = ""):
 
 
 def _noise_fits_corruption(cfg: DictConfig) -> None:
-    if "corruption" not in cfg or not cfg.get("corruption"):
+    if not cfg.get("corruption"):
         return
     corruption = get_class(cfg.corruption._target_)
     noise = cfg.corruption.noise

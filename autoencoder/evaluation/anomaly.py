@@ -2,7 +2,7 @@
 ICML, Table 1): for each digit c, train only on training images of c, score all 10,000 test images
 by how badly they are reconstructed, and report the AUROC with the nine other digits as anomalies.
 Two reconstruction-error scores are reported side by side: the per-image MSE, and the relative
-error ||x - x'||^2 / ||x||^2, which does not reward digits for having little ink. (`python -m autoencoder.anomaly`).
+error ||x - x'||^2 / ||x||^2, which does not reward digits for having little ink (`python -m autoencoder.anomaly`).
 
 Each (digit, seed) run is an ordinary training run in `<folder>/digit<c>/seed<s>/` with its own
 `anomaly.json`; a run that already has one is not trained again, so an interrupted table is finished

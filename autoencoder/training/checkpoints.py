@@ -82,8 +82,8 @@ def resume_config(folder: str | Path, defaults: DictConfig) -> DictConfig:
 
 
 def run_config(ckpt: Path, contents: dict) -> DictConfig:
-    """The config a checkpoint was trained with: stored inside it, or (older runs) the run folder's
-    config.yaml next to its checkpoints/ folder."""
+    """The config a checkpoint was trained with: stored inside it, or (a checkpoint saved without
+    ConfigInCheckpoint) the run folder's config.yaml next to its checkpoints/ folder."""
     if CONFIG_KEY in contents:
         return OmegaConf.create(contents[CONFIG_KEY])
     beside = ckpt.parent.parent / "config.yaml"

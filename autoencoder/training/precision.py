@@ -3,7 +3,7 @@
 bf16 autocast roughly doubles training speed on CPUs with native bf16 (AVX512-BF16 or AMX) and on
 recent GPUs, and keeps fp32's dynamic range, so it needs no loss scaling. CPUs without bf16 only
 emulate it (slower than fp32), and older GPUs get fp16 with loss scaling. Configs use it as
-`precision: ${fastest_precision:cpu}` (registered in autoencoder.resolvers).
+`precision: ${fastest_precision:cpu}` (registered in autoencoder.config.resolvers).
 """
 
 from functools import cache

@@ -1,5 +1,5 @@
 """Training runs: `train(cfg)` fits, tests the best checkpoint and writes metrics.json;
-`train_job(cfg, multirun)` is what the command runs for each job of a single run or a sweep.
+`train_job(cfg, launcher)` is what the command runs for each job of a single run or a sweep.
 
 A run folder gets the resolved config, logger output, checkpoints (best by val loss, and last),
 image grids and `metrics.json` (with DDP, only the first process writes them).
@@ -52,8 +52,8 @@ def build_trainer(cfg: DictConfig, logger: Logger | None, callbacks: list[L.Call
     try:
         return instantiate(cfg.trainer, **options)
     except Exception as exc:
-        cause = exc.__cause__ if isinstance(exc.__cause__, MisconfigurationException) else exc
-        if isinstance(cause, MisconfigurationException):
+        cause = next((e for e in (exc, exc.__cause__) if isinstance(e, MisconfigurationException)), None)
+        if cause is not None:
             text = " ".join(str(cause).split())
             hardware = any(word in text.lower() for word in ("gpu", "cuda", "accelerator", "device"))
             advice = "use trainer=cpu, or trainer=auto to take a GPU only when there is one" if hardware else "see the trainer.* settings in conf/trainer/"
