@@ -2,9 +2,10 @@
 
 A multirun writes one folder per job (`<sweep>/<n>/`, with Hydra's `.hydra/overrides.yaml` and, once
 the job ends, our `metrics.json`). The summary has one row per job: its overrides, best val loss,
-test loss, epochs, samples/s, status (completed, failed with its error, or unfinished) and folder,
-sorted by best val loss; jobs that differ only in `seed` are also grouped as mean ± std; a plot shows
-the test loss against the swept parameters. It is written as `summary.csv`, `summary.md` and
+test loss, epochs, samples/s, status (completed, pruned by an Optuna search, failed with its error,
+or unfinished) and folder, sorted by best val loss; the best job's overrides are given as the
+command that trains it again; jobs that differ only in `seed` are also grouped as mean ± std; a plot
+shows the test loss against the swept parameters. It is written as `summary.csv`, `summary.md` and
 `summary.png` in the sweep folder, by `SweepSummary` when a multirun ends, or by this command for a
 sweep that is still running or was stopped.
 """
@@ -28,10 +29,11 @@ from autoencoder.utils.tables import markdown_table, mean_std
 
 MONITOR = "best_val_loss"
 COLUMNS = ("job", "overrides", "best_val_loss", "test_loss", "epochs", "samples_per_s", "status", "error", "folder")
+STATUSES = ("completed", "pruned", "failed", "unfinished")
 
 
 def read_job(folder: Path) -> dict:
-    """One job's row; `status` is completed, failed or unfinished (no metrics.json yet)."""
+    """One job's row; `status` is one of STATUSES (unfinished: no metrics.json yet)."""
     overrides = [str(o) for o in OmegaConf.load(folder / ".hydra" / "overrides.yaml")]
     row = dict.fromkeys(COLUMNS) | {"job": folder.name, "overrides": overrides, "folder": str(folder), "status": "unfinished"}
     try:
@@ -57,7 +59,7 @@ def read_sweep(sweep: Path) -> list[dict]:
     rows = [read_job(folder) for folder in sweep.iterdir() if (folder / ".hydra" / "overrides.yaml").is_file()]
     if not rows:
         raise UserError(f"{sweep} holds no job folders (<job>/.hydra/overrides.yaml); give the folder a multirun wrote")
-    return sorted(rows, key=lambda r: (r[MONITOR] is None, r[MONITOR] if r[MONITOR] is not None else 0, _job_number(r["job"])))
+    return sorted(rows, key=lambda r: (r["status"] != "completed", r[MONITOR] is None, r[MONITOR] if r[MONITOR] is not None else 0, _job_number(r["job"])))
 
 
 def _job_number(name: str) -> float:
@@ -67,6 +69,18 @@ def _job_number(name: str) -> float:
 def _split(override: str) -> tuple[str, str]:
     key, _, value = override.partition("=")
     return key.lstrip("+~"), value
+
+
+def best_job(rows: list[dict]) -> dict | None:
+    """The completed job with the lowest best val loss (rows as read_sweep sorts them)."""
+    return rows[0] if rows and rows[0]["status"] == "completed" and rows[0][MONITOR] is not None else None
+
+
+def reproduce(row: dict) -> str:
+    """The command that trains a job of the sweep again, as a single run: its overrides less the
+    ones that configure the sweep (hparams_search, hydra.*)."""
+    run = [o for o in row["overrides"] if not _split(o)[0].startswith(("hparams_search", "hydra.", "hydra/"))]
+    return " ".join(["python -m autoencoder.train", *run])
 
 
 def seed_groups(rows: list[dict]) -> list[dict]:
@@ -95,21 +109,32 @@ def _shown(overrides: list[str], common: set[str]) -> str:
     return f"`{' '.join(o for o in overrides if o not in common) or '(defaults)'}`"
 
 
+def _best_lines(best: dict) -> list[str]:
+    return [f"Best: job {best['job']} ({best['folder']}), best val loss {best[MONITOR]:.5f}. Train it again with:", "", f"    {reproduce(best)}", ""]
+
+
+def _status(row: dict) -> str:
+    if row["status"] == "failed" and row["error"]:
+        return f"failed: {row['error']}"
+    return f"pruned after epoch {row['epochs']}" if row["status"] == "pruned" else row["status"]
+
+
 def to_markdown(sweep: Path, rows: list[dict], groups: list[dict]) -> str:
     """The tables; overrides shared by every job are listed once above them."""
-    done = sum(r["status"] == "completed" for r in rows)
     common = set.intersection(*(set(r["overrides"]) for r in rows)) if len(rows) > 1 else set()
+    counts = ", ".join(f"{sum(r['status'] == status for r in rows)} {status}" for status in STATUSES)
+    best = best_job(rows)
     lines = [
         f"# Sweep {sweep}",
         "",
-        f"{len(rows)} jobs: {done} completed, {sum(r['status'] == 'failed' for r in rows)} failed, "
-        f"{sum(r['status'] == 'unfinished' for r in rows)} unfinished. Sorted by best val loss.",
+        f"{len(rows)} jobs: {counts}. Sorted by best val loss, completed jobs first.",
         "",
         *([f"Every job: `{' '.join(o for o in rows[0]['overrides'] if o in common)}`", ""] if common else []),
+        *(_best_lines(best) if best else []),
     ]
     jobs = (
         [rank, r["job"], _shown(r["overrides"], common), _fmt(r[MONITOR]), _fmt(r["test_loss"]), _fmt(r["epochs"]), _fmt(r["samples_per_s"], ".0f"),
-         f"failed: {r['error']}" if r["status"] == "failed" and r["error"] else r["status"], Path(r["folder"]).name]
+         _status(r), Path(r["folder"]).name]
         for rank, r in enumerate(rows, 1)
     )  # fmt: skip
     text = "\n".join(lines) + "\n" + markdown_table(["#", "job", "overrides", "best val loss", "test loss", "epochs", "samples/s", "status", "folder"], jobs)
@@ -187,3 +212,6 @@ class SweepSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         rows = summarize(Path(config.hydra.sweep.dir))
         print(f"sweep summary: {Path(config.hydra.sweep.dir) / 'summary.md'} ({len(rows)} jobs)")
+        best = best_job(rows)
+        if best:
+            print(f"best: job {best['job']} ({best['folder']}), best val loss {best[MONITOR]:.5f}; train it again with:\n  {reproduce(best)}")

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
+import optuna
 import torch
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -91,30 +92,46 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
             wandb.finish()
 
 
-def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule, ckpt_path: str | None) -> dict:
-    """Fit, test the best checkpoint, write metrics.json and the logger's final figures."""
-    out = Path(cfg.output_dir)
-    try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    except Diverged as exc:
-        record_failure(out, str(exc))
-        raise
-    # Read these before testing: restoring the best checkpoint also restores the callbacks' state.
+def _run_metrics(trainer: L.Trainer) -> dict:
+    """What metrics.json says of a fit that has ended (the test loss is added after testing)."""
     checkpoint, early_stopping = trainer.checkpoint_callback, trainer.early_stopping_callback
     summary = next((c for c in trainer.callbacks if isinstance(c, EpochSummary)), None)
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
-    metrics = {
+    return {
         "best_val_loss": float(checkpoint.best_model_score) if best and checkpoint.best_model_score is not None else None,
         "test_loss": None,
         "epochs": trainer.current_epoch,
         "stopped_early": bool(early_stopping is not None and early_stopping.stopped_epoch > 0),
-        "train_samples_per_s": round(summary.samples_per_second, 1) if summary else None,
+        "train_samples_per_s": round(summary.samples_per_second, 1) if summary and summary.samples_per_second else None,
         "train_seconds": round(summary.train_seconds, 2) if summary else None,
         "best_checkpoint": best,
         "last_checkpoint": (checkpoint.last_model_path or None) if checkpoint is not None else None,
         "precision": str(trainer.precision),
         "status": "completed",
     }
+
+
+def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule, ckpt_path: str | None) -> dict:
+    """Fit, test the best checkpoint, write metrics.json and the logger's final figures. A trial
+    that an Optuna search prunes is not tested; its metrics.json says so, with the epoch."""
+    out = Path(cfg.output_dir)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except Diverged as exc:
+        record_failure(out, str(exc))
+        raise
+    except optuna.TrialPruned:
+        # The pruned epoch was validated (its loss is val_loss) but not checkpointed: ModelCheckpoint runs last.
+        epochs, val_loss = trainer.current_epoch + 1, trainer.callback_metrics.get("val/loss")
+        metrics = _run_metrics(trainer) | {"epochs": epochs, "status": "pruned", "pruned_at_epoch": epochs}
+        metrics["val_loss"] = None if val_loss is None else val_loss.item()
+        if trainer.is_global_zero:
+            write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+            log.info("pruned by the Optuna search after epoch %d (val loss %s) | run folder %s", metrics["epochs"], metrics["val_loss"], out)
+        return metrics
+    # Read these before testing: restoring the best checkpoint also restores the callbacks' state.
+    metrics = _run_metrics(trainer)
+    best = metrics["best_checkpoint"]
     metrics["test_loss"] = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]["test/loss"]
     if not trainer.is_global_zero:
         return metrics
@@ -138,15 +155,20 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule,
     return metrics
 
 
-def thread_share(launcher: DictConfig) -> int | None:
-    """CPU threads per job when a parallel launcher runs `n_jobs` at once (joblib's n_jobs < 0
-    means all cores but |n_jobs| - 1), so that the jobs together use each core once."""
+def parallel_workers(launcher: DictConfig) -> int:
+    """How many jobs a launcher runs at once: its `n_jobs` (joblib's n_jobs < 0 means all cores
+    but |n_jobs| - 1), else one."""
     n_jobs = launcher.get("n_jobs")
-    if not isinstance(n_jobs, int) or n_jobs in (0, 1):
-        return None
-    cores = os.cpu_count() or 1
-    workers = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)
-    return max(1, cores // workers)
+    if not isinstance(n_jobs, int) or n_jobs == 0:
+        return 1
+    return n_jobs if n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + n_jobs)
+
+
+def thread_share(launcher: DictConfig) -> int | None:
+    """CPU threads per job when a launcher runs several at once, so that the jobs together use
+    each core once; None (torch's default) for one at a time."""
+    workers = parallel_workers(launcher)
+    return None if workers == 1 else max(1, (os.cpu_count() or 1) // workers)
 
 
 def record_failure(out: Path, error: str) -> None:

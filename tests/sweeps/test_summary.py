@@ -23,7 +23,7 @@ def done(val, test):
 
 @pytest.fixture
 def sweep(tmp_path):
-    """A half-finished sweep: latent 2 and 8 over two seeds, one failed job, one still running."""
+    """A half-finished sweep: latent 2 and 8 over two seeds, one failed job, one pruned, one still running."""
     sweep = tmp_path / "sweep"
     job(sweep, "0", ["model.latent_dim=2", "seed=1"], done(0.040, 0.041))
     job(sweep, "1", ["model.latent_dim=2", "seed=2"], done(0.042, 0.043))
@@ -31,23 +31,38 @@ def sweep(tmp_path):
     job(sweep, "3", ["model.latent_dim=8", "seed=2"], done(0.012, 0.013))
     job(sweep, "4", ["model.latent_dim=-1", "seed=1"], {"status": "failed", "error": "model.latent_dim must be a positive integer, got -1"})
     job(sweep, "5", ["model.latent_dim=32", "seed=1"])  # started, no metrics.json yet
+    job(sweep, "6", ["model.latent_dim=4", "seed=1"], {"status": "pruned", "epochs": 2, "pruned_at_epoch": 2, "best_val_loss": 0.001, "val_loss": 0.3})
     (sweep / "multirun.yaml").write_text("hydra: {}\n")  # not a job
     return sweep
 
 
 def test_summary_rows_sorted_with_failed_and_unfinished_jobs(sweep):
     rows = summarize(sweep)
-    assert [r["job"] for r in rows] == ["2", "3", "0", "1", "4", "5"]
-    assert [r["status"] for r in rows] == ["completed"] * 4 + ["failed", "unfinished"]
+    # completed jobs first: a pruned job's best val loss is from fewer epochs, however low
+    assert [r["job"] for r in rows] == ["2", "3", "0", "1", "6", "4", "5"]
+    assert [r["status"] for r in rows] == ["completed"] * 4 + ["pruned", "failed", "unfinished"]
     with open(sweep / "summary.csv") as file:
         saved = list(csv.DictReader(file))
-    assert [r["job"] for r in saved] == ["2", "3", "0", "1", "4", "5"]
+    assert [r["job"] for r in saved] == ["2", "3", "0", "1", "6", "4", "5"]
     assert saved[0]["overrides"] == "model.latent_dim=8 seed=1" and float(saved[0]["best_val_loss"]) == 0.010
-    assert saved[4]["error"] == "model.latent_dim must be a positive integer, got -1"
+    assert saved[5]["error"] == "model.latent_dim must be a positive integer, got -1"
     text = (sweep / "summary.md").read_text()
-    assert "6 jobs: 4 completed, 1 failed, 1 unfinished" in text
+    assert "7 jobs: 4 completed, 1 pruned, 1 failed, 1 unfinished" in text
     assert "| failed: model.latent_dim must be a positive integer, got -1 |" in text
+    assert "| pruned after epoch 2 |" in text
     assert (sweep / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_best_job_comes_with_the_command_that_trains_it_again(sweep, tmp_path):
+    search = tmp_path / "search"
+    job(search, "0", ["hparams_search=optuna", "data.train_size=512", "hydra.sweeper.n_trials=2", "optimizer.lr=0.002", "noise=0.3"], done(0.02, 0.021))
+    job(search, "1", ["hparams_search=optuna", "data.train_size=512", "hydra.sweeper.n_trials=2", "optimizer.lr=0.0001", "noise=0.1"], done(0.05, 0.051))
+    summarize(search)
+    text = (search / "summary.md").read_text()
+    assert f"Best: job 0 ({search / '0'}), best val loss 0.02000." in text
+    assert "\n    python -m autoencoder.train data.train_size=512 optimizer.lr=0.002 noise=0.3\n" in text
+    summarize(sweep)
+    assert "python -m autoencoder.train model.latent_dim=8 seed=1\n" in (sweep / "summary.md").read_text()
 
 
 def test_jobs_differing_only_in_seed_are_grouped(sweep):
