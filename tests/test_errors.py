@@ -62,6 +62,7 @@ def bad_inputs_setup(tmp_path, fake_mnist, checkpoint) -> dict[str, str]:
 
 
 TRAIN = ("autoencoder.train", "data.data_dir={data}", "data.check_md5=false", "data.val_size=50", "trainer.max_epochs=1", "trainer.limit_train_batches=2")
+SEARCH = ("autoencoder.train", "-m", "hparams_search=optuna", *TRAIN[1:])
 BAD_INPUTS = [
     (TRAIN + ("model.latent_dim=-3",), "model.latent_dim must be an integer >= 1, got -3"),
     (TRAIN + ("model.latent_dim=2.5",), "model.latent_dim must be an integer >= 1, got 2.5"),
@@ -84,6 +85,11 @@ BAD_INPUTS = [
     (TRAIN + ("ckpt_path={ckpt}", "model.latent_dim=8"), "holds a different model than the configured one"),
     (TRAIN + ("resume={tmp}/outputs",), "resume={tmp}/outputs is not a run folder with config.yaml and checkpoints/last.ckpt"),
     (TRAIN + ("hydra.run.dir={tmp}/a_file/run",), "cannot write or read {tmp}/a_file/run: Not a directory"),
+    (TRAIN + ("hparams_search=optuna",), "hparams_search=optuna runs a search: start it with -m"),
+    (SEARCH + ("hydra/sweeper/pruner=patient",), "unknown hydra/sweeper/pruner option 'patient' (allowed: hyperband, median, none)"),
+    (SEARCH + ("hydra.sweeper.n_trials=0",), "hydra.sweeper.n_trials must be an integer >= 1, got 0"),
+    (SEARCH + ("hydra.sweeper.storage=sqlite:///{tmp}/a_file/study.db",), "hydra.sweeper.storage=sqlite:///{tmp}/a_file/study.db cannot be opened"),
+    (SEARCH + ("noise=glob(*)",), "noise=glob(*) is not a sweep Optuna can search"),
     (("autoencoder.evaluate", "ckpt_path={tmp}/notes.ckpt"), "is not a Lightning checkpoint this framework wrote"),
     (
         ("autoencoder.evaluate", "ckpt_path={ckpt}", "denoising.corruptions=[blur]"),

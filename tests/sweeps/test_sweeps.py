@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 
-import optuna
 import pytest
 
 from tests.conftest import FAST, run_module
@@ -50,21 +49,6 @@ def test_joblib_jobs_share_the_cores(tmp_path, fake_mnist):
     for row in rows.values():
         config = (sweep / row["job"] / "config.yaml").read_text()
         assert f"threads: {max(1, os.cpu_count() // 2)}\n" in config
-
-
-def test_optuna_search_resumes_from_its_sqlite_study(tmp_path, fake_mnist):
-    storage = f"sqlite:///{tmp_path / 'study.db'}"
-    for trials in (3, 2):
-        result = run_module(
-            "autoencoder.train", "-m", "hparams_search=optuna", *tiny(fake_mnist, batch_size=False), "logger=none",
-            f"hydra.sweeper.n_trials={trials}", f"hydra.sweeper.storage={storage}", f"hydra.sweep.dir={tmp_path / f'sweep{trials}'}",
-            cwd=tmp_path, timeout=600,
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr[-3000:]
-    study = optuna.load_study(study_name="autoencoder", storage=storage)
-    assert len(study.trials) == 5 and all(t.state.name == "COMPLETE" for t in study.trials)
-    assert {"optimizer.lr", "model.latent_dim", "noise", "data.batch_size"} == set(study.best_params)
-    assert study.best_value == min(t.value for t in study.trials)
 
 
 def test_ddp_on_cpu_writes_one_consistent_metrics_file(tmp_path, fake_mnist):
