@@ -65,14 +65,12 @@ def search_space(params: dict[str, str], arguments: list[str]) -> tuple[list[str
     """The overrides every trial gets and the distributions Optuna samples. A key set on the
     command line replaces its entry in `params`: a sweep there is searched, a plain value is fixed."""
     parser = OverridesParser.create()
-    configured = parser.parse_overrides([f"{key}={value}" for key, value in params.items()])
     given = parser.parse_overrides(arguments)
-    space = {o.key_or_group: _distribution(o) for o in [*configured, *given] if o.is_sweep_override()}
-    for override in given:
-        if not override.is_sweep_override():
-            space.pop(override.key_or_group, None)
-    fixed = [o.input_line for o in given if not o.is_sweep_override()]
-    return fixed, space
+    given_keys = {o.key_or_group for o in given}
+    configured = [o for o in parser.parse_overrides([f"{key}={value}" for key, value in params.items()]) if o.key_or_group not in given_keys]
+    overrides = [*configured, *given]
+    space = {o.key_or_group: _distribution(o) for o in overrides if o.is_sweep_override()}
+    return [o.input_line for o in overrides if not o.is_sweep_override()], space
 
 
 def trial_overrides(params: dict[str, object]) -> list[str]:

@@ -41,9 +41,9 @@ def test_search_space_from_sweep_syntax():
     assert trial_overrides({"model": "mlp", "optimizer.lr": 0.003}) == ["model=mlp", "optimizer.lr=0.003"]
 
 
-def test_a_command_line_sweep_replaces_the_configured_one():
-    _, space = search_space({"noise": "choice(0.0, 0.3)"}, ["noise=interval(0, 0.5)"])
-    assert space == {"noise": FloatDistribution(0.0, 0.5)}
+def test_a_command_line_sweep_replaces_the_configured_one_and_a_configured_value_is_fixed():
+    fixed, space = search_space({"noise": "choice(0.0, 0.3)", "seed": "3"}, ["noise=interval(0, 0.5)"])
+    assert space == {"noise": FloatDistribution(0.0, 0.5)} and fixed == ["seed=3"]
 
 
 def test_a_sweep_optuna_cannot_search_is_refused():
