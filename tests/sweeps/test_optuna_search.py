@@ -106,3 +106,10 @@ def test_the_best_trial_trains_again_from_the_command_the_summary_gives(tmp_path
     again = run_module(*command[2:], f"hydra.run.dir={tmp_path / 'again'}", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((tmp_path / "again" / "metrics.json").read_text())["best_val_loss"] == pytest.approx(best["best_val_loss"], rel=1e-6)
+
+
+def test_trials_run_as_submitit_jobs(tmp_path, fake_mnist):
+    # The SLURM path on one machine: each trial a submitit job that reports to the study from its own process.
+    run(search(tmp_path, fake_mnist, "hydra.sweeper.n_trials=2", "hydra/launcher=submitit_local", "trainer.max_epochs=2"), tmp_path)
+    study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 2 and all(sorted(t.intermediate_values) == [0, 1] for t in study.trials)
