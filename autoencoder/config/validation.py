@@ -128,6 +128,24 @@ RULES: dict[str, Rule] = {
     "corruption.noise": number(0),
     "optimizer.lr": number(above=0),
     "optimizer.weight_decay": number(0),
+    "scheduler.max_lr": number(above=0),
+    "scheduler.pct_start": Rule(lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)"),
+    "scheduler.anneal_strategy": one_of("cos", "linear"),
+    "scheduler.div_factor": number(above=0),
+    "scheduler.final_div_factor": number(above=0),
+    "scheduler.cycle_momentum": boolean(),
+    "scheduler.warmup": Rule(lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "scheduler.start_factor": Rule(lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "scheduler.eta_min": number(0),
+    "scheduler.mode": one_of("min", "max"),
+    "scheduler.factor": Rule(lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)"),
+    "scheduler.patience": integer(0),
+    "scheduler.threshold": number(0),
+    "scheduler.min_lr": number(0),
+    "scheduler.steps_argument": text(),
+    "scheduler.lightning.interval": one_of("step", "epoch"),
+    "scheduler.lightning.frequency": integer(1),
+    "scheduler.lightning.monitor": text(),
     "data.data_dir": text(null=True),
     "data.batch_size": integer(1),
     "data.val_size": integer(1),
@@ -264,7 +282,13 @@ def _precision_fits_accelerator(cfg: DictConfig) -> None:
         raise UserError("trainer.precision=16-mixed needs a GPU (fp16 autocast is not supported on the CPU); use bf16-mixed or 32-true")
 
 
-CROSS_CHECKS = (_noise_fits_corruption, _precision_fits_accelerator)
+def _schedule_has_an_end(cfg: DictConfig) -> None:
+    scheduler, trainer = cfg.get("scheduler"), cfg.get("trainer")
+    if scheduler and scheduler.get("steps_argument") and trainer and trainer.max_epochs in (None, -1) and trainer.max_steps == -1:
+        raise UserError(f"a per-step schedule ({scheduler._target_.rsplit('.', 1)[-1]}) needs the run's length: set trainer.max_epochs or trainer.max_steps")
+
+
+CROSS_CHECKS = (_noise_fits_corruption, _precision_fits_accelerator, _schedule_has_an_end)
 
 
 def validate(cfg: DictConfig) -> None:

@@ -37,20 +37,24 @@ class LitAutoencoder(L.LightningModule):
     """Trains the network `net` to undo `corruption`; logs train/val/test loss and loss terms.
 
     `net`, `corruption` and `optimizer` are configs: a network (autoencoder.models.networks), a
-    corruption (autoencoder.models.corruption) and a partial optimizer (called with the parameters)."""
+    corruption (autoencoder.models.corruption) and a partial optimizer (called with the parameters).
+    `scheduler` (conf/scheduler/), if any, is a partial learning-rate scheduler (called with the
+    optimizer, and with the run's number of optimizer steps as its `steps_argument`) plus how
+    Lightning steps it (`lightning`: interval, frequency, monitor)."""
 
     def __init__(
         self,
         net: Mapping,
         corruption: Mapping,
         optimizer: Mapping,
+        scheduler: Mapping | None = None,
         loss: str = "mse",
         eval_noise_seed: int = 0,
         channels_last: bool = False,
         compile: bool | str = False,
     ):
         super().__init__()
-        net, corruption, optimizer = _plain(net), _plain(corruption), _plain(optimizer)
+        net, corruption, optimizer, scheduler = _plain(net), _plain(corruption), _plain(optimizer), _plain(scheduler or {})
         self.save_hyperparameters()
         self.net = instantiate(net)
         self.corruption = instantiate(corruption)
@@ -100,5 +104,12 @@ class LitAutoencoder(L.LightningModule):
         return self._loss(batch[0], self.eval_generator(batch_idx, batch[0].device), "test")
 
     @override
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return instantiate(self.hparams.optimizer)(self.parameters())
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict:
+        optimizer = instantiate(self.hparams.optimizer)(self.parameters())
+        if not self.hparams.scheduler:
+            return optimizer
+        config = dict(self.hparams.scheduler)
+        stepping, steps_argument = config.pop("lightning"), config.pop("steps_argument", None)
+        # trainer.max_epochs x the batches of an epoch (after limit_train_batches and accumulation)
+        length = {steps_argument: int(self.trainer.estimated_stepping_batches)} if steps_argument else {}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": instantiate(config)(optimizer, **length), **stepping}}

@@ -1,0 +1,123 @@
+"""Each conf/scheduler option, built as a run builds it (LitAutoencoder.configure_optimizers), against
+the learning rates worked out by hand."""
+
+import math
+from types import SimpleNamespace
+
+import lightning as L
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+from autoencoder import CONFIG_DIR
+from autoencoder.training.run import train
+from tests.training.test_run import read_events
+
+
+def scheduled(scheduler: str, steps: int, *overrides: str) -> tuple:
+    """The optimizer and the Lightning scheduler config of a run with `steps` optimizer steps."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"scheduler={scheduler}", "model=mlp", "optimizer.lr=0.001", *overrides])
+    lit = instantiate(cfg.module)
+    lit.trainer = SimpleNamespace(estimated_stepping_batches=steps)  # what the Trainer works out from max_epochs and batches
+    configured = lit.configure_optimizers()
+    return configured["optimizer"], configured["lr_scheduler"]
+
+
+def rates(optimizer, scheduler, steps: int) -> list[float]:
+    """The learning rate used at each of `steps` optimizer steps."""
+    out = []
+    for _ in range(steps):
+        out.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return out
+
+
+def test_no_scheduler_is_todays_constant_rate():
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["model=mlp"])
+    lit = instantiate(cfg.module)
+    assert lit.configure_optimizers().param_groups[0]["lr"] == 1e-3
+
+
+@pytest.mark.parametrize("steps", [20, 40])
+def test_onecycle_peaks_a_quarter_in_and_ends_near_zero(steps):
+    optimizer, config = scheduled("onecycle", steps)
+    assert config["interval"] == "step" and config["frequency"] == 1
+    lr = rates(optimizer, config["scheduler"], steps)
+    peak, start, end = 3e-3, 3e-3 / 25, 3e-3 / 25 / 1e4
+    rise = 0.25 * steps - 1  # torch's OneCycleLR: the peak step is pct_start * total - 1
+    for step, value in enumerate(lr):
+        if step <= rise:
+            expected = peak + (start - peak) / 2 * (1 + math.cos(math.pi * step / rise))
+        else:
+            expected = end + (peak - end) / 2 * (1 + math.cos(math.pi * (step - rise) / (steps - 1 - rise)))
+        assert value == pytest.approx(expected, rel=1e-6), step
+    assert max(lr) == pytest.approx(peak) and lr.index(max(lr)) == math.ceil(rise)
+    assert lr[0] == pytest.approx(start) and lr[-1] == pytest.approx(end)
+
+
+def test_cosine_warms_up_linearly_then_anneals_to_eta_min():
+    steps = 100
+    optimizer, config = scheduled("cosine", steps, "scheduler.warmup=0.1", "scheduler.eta_min=1e-5")
+    lr = rates(optimizer, config["scheduler"], steps + 1)
+    base, warmup = 1e-3, 10
+    for step in range(warmup):
+        assert lr[step] == pytest.approx(base * (0.01 + 0.99 * step / warmup), rel=1e-6), step
+    for step in range(warmup, steps + 1):
+        expected = 1e-5 + (base - 1e-5) / 2 * (1 + math.cos(math.pi * (step - warmup) / (steps - warmup)))
+        assert lr[step] == pytest.approx(expected, rel=1e-6), step
+    assert lr[warmup] == pytest.approx(base) and lr[steps] == pytest.approx(1e-5)
+
+
+def test_plateau_halves_the_rate_after_patience_flat_validations():
+    optimizer, config = scheduled("plateau", steps=0)
+    scheduler = config["scheduler"]
+    assert isinstance(scheduler, ReduceLROnPlateau) and config["interval"] == "epoch" and config["monitor"] == "val/loss"
+    seen = []
+    for val_loss in (1.0, 0.5, 0.5, 0.5, 0.5, 0.5):  # improves once, then flat
+        scheduler.step(val_loss)
+        seen.append(optimizer.param_groups[0]["lr"])
+    # patience 2: the third flat validation in a row is one too many
+    assert seen == pytest.approx([1e-3, 1e-3, 1e-3, 1e-3, 5e-4, 5e-4])
+
+
+class Rates(L.Callback):
+    """The learning rate of every training step of a run, by global step."""
+
+    def __init__(self) -> None:
+        self.by_step: dict[int, float] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.by_step[trainer.global_step] = trainer.optimizers[0].param_groups[0]["lr"]
+
+
+# 2 epochs of 3 batches; every epoch's checkpoint kept, so that a run can resume from the first.
+RUN = ("trainer.max_epochs=2", "callbacks.model_checkpoint.save_top_k=-1", "early_stopping=none")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheduler", ["none", "onecycle", "cosine", "plateau"])
+def test_a_run_with_each_schedule_logs_its_rate(make_cfg, tmp_path, scheduler):
+    rates = Rates()
+    metrics = train(make_cfg(f"scheduler={scheduler}", *RUN), callbacks=[rates])
+    assert metrics["status"] == "completed" and metrics["epochs"] == 2
+    assert sorted(rates.by_step) == list(range(6))
+    # LearningRateMonitor, from the callbacks group, logs the rate the optimizer used
+    logged = {e.step: e.value for e in read_events(tmp_path / "run" / "tensorboard").Scalars("lr-Adam")}
+    assert logged and all(value == pytest.approx(rates.by_step[step]) for step, value in logged.items() if step in rates.by_step)
+    if scheduler == "onecycle":  # the schedule's length follows the run: 6 steps, the peak at step 0.25 * 6 - 1
+        assert max(rates.by_step.values()) == pytest.approx(3e-3) and rates.by_step[1] == pytest.approx(3e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheduler", ["onecycle", "cosine"])
+def test_a_resumed_run_goes_on_with_the_same_rates(make_cfg, tmp_path, scheduler):
+    whole, resumed = Rates(), Rates()
+    train(make_cfg(f"scheduler={scheduler}", *RUN, output_dir=tmp_path / "whole"), callbacks=[whole])
+    first_epoch = next((tmp_path / "whole" / "checkpoints").glob("*epoch000*.ckpt"))
+    train(make_cfg(f"scheduler={scheduler}", *RUN, f"ckpt_path={first_epoch}", output_dir=tmp_path / "resumed"), callbacks=[resumed])
+    assert sorted(resumed.by_step) == [3, 4, 5]
+    assert resumed.by_step == {step: whole.by_step[step] for step in (3, 4, 5)}
