@@ -32,9 +32,10 @@ def open_storage(url: str | None) -> optuna.storages.RDBStorage:
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=options)
         except SQLAlchemyError as exc:
-            # Two workers that open a new database at once both create its tables; the loser retries.
-            if "already exists" in str(exc) and attempt < 2:
-                time.sleep(1)
+            # Workers that open a new database at once race to create its tables and record their
+            # version; the losers fail once and find them made when they try again.
+            if attempt < 2:
+                time.sleep(1 + attempt)
                 continue
             error = exc
         except (ImportError, ValueError) as exc:  # a URL of a database whose driver is not installed, a bad URL

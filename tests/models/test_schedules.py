@@ -18,7 +18,7 @@ from tests.training.test_run import read_events
 def scheduled(scheduler: str, steps: int, *overrides: str) -> tuple:
     """The optimizer and the Lightning scheduler config of a run with `steps` optimizer steps."""
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"scheduler={scheduler}", "model=mlp", "optimizer.lr=0.001", *overrides])
+        cfg = compose(config_name="config", overrides=[f"scheduler={scheduler}", "model=mlp", *overrides])
     lit = instantiate(cfg.module)
     lit.trainer = SimpleNamespace(estimated_stepping_batches=steps)  # what the Trainer works out from max_epochs and batches
     configured = lit.configure_optimizers()
@@ -53,7 +53,7 @@ def onecycle(step: int, steps: int, peak: float = 3e-3) -> float:
 
 @pytest.mark.parametrize("steps", [20, 40])
 def test_onecycle_peaks_a_quarter_in_and_ends_near_zero(steps):
-    optimizer, config = scheduled("onecycle", steps)
+    optimizer, config = scheduled("onecycle", steps, "optimizer.lr=3e-3")  # the peak
     assert config["interval"] == "step" and config["frequency"] == 1
     lr = rates(optimizer, config["scheduler"], steps)
     assert lr == pytest.approx([onecycle(step, steps) for step in range(steps)], rel=1e-6)
@@ -64,7 +64,7 @@ def test_onecycle_peaks_a_quarter_in_and_ends_near_zero(steps):
 
 def test_cosine_warms_up_linearly_then_anneals_to_eta_min():
     steps = 100
-    optimizer, config = scheduled("cosine", steps, "scheduler.warmup=0.1", "scheduler.eta_min=1e-5")
+    optimizer, config = scheduled("cosine", steps, "optimizer.lr=1e-3", "scheduler.warmup=0.1", "scheduler.eta_min=1e-5")
     lr = rates(optimizer, config["scheduler"], steps + 1)
     base, warmup = 1e-3, 10
     for step in range(warmup):
@@ -76,7 +76,7 @@ def test_cosine_warms_up_linearly_then_anneals_to_eta_min():
 
 
 def test_plateau_halves_the_rate_after_patience_flat_validations():
-    optimizer, config = scheduled("plateau", steps=0)
+    optimizer, config = scheduled("plateau", 0, "optimizer.lr=1e-3")
     scheduler = config["scheduler"]
     assert isinstance(scheduler, ReduceLROnPlateau) and config["interval"] == "epoch" and config["monitor"] == "val/loss"
     seen = []
@@ -105,7 +105,7 @@ RUN = ("trainer.max_epochs=2", "callbacks.model_checkpoint.save_top_k=-1", "earl
 @pytest.mark.parametrize("scheduler", ["none", "onecycle", "cosine", "plateau"])
 def test_a_run_with_each_schedule_logs_its_rate(make_cfg, tmp_path, scheduler):
     rates = Rates()
-    metrics = train(make_cfg(f"scheduler={scheduler}", *RUN), callbacks=[rates])
+    metrics = train(make_cfg(f"scheduler={scheduler}", "optimizer.lr=3e-3", *RUN), callbacks=[rates])
     assert metrics["status"] == "completed" and metrics["epochs"] == 2
     assert sorted(rates.by_step) == list(range(6))
     # LearningRateMonitor, from the callbacks group, logs the rate the optimizer used

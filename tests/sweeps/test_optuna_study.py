@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 from importlib.metadata import requires
 from pathlib import Path
 
@@ -86,3 +88,14 @@ def job(folder: Path, metrics: dict | None, status: JobStatus = JobStatus.COMPLE
 )
 def test_a_job_is_told_to_its_trial_as_its_metrics_say(tmp_path, metrics, status, verdict):
     assert job_verdict(job(tmp_path / "run", metrics, status)) == verdict
+
+
+@pytest.mark.slow
+def test_workers_opening_a_new_database_at_once_all_get_it(tmp_path):
+    # They race to create its tables and to record their version (without the retry, 7 of 20 such
+    # openings failed on the development machine); every one must come through.
+    opener = "import sys; from autoencoder.sweeps.optuna_study import open_storage; open_storage(sys.argv[1])"
+    for round_ in range(3):
+        url = f"sqlite:///{tmp_path / f'study{round_}.db'}"
+        workers = [subprocess.Popen([sys.executable, "-c", opener, url], stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        assert [w.wait(timeout=120) for w in workers] == [0] * 4, [w.stderr.read()[-500:] for w in workers]
