@@ -78,16 +78,15 @@ class OptunaSweeper(Sweeper):
                 state, value = job_verdict(job)
                 study.tell(trial, value, state=state)
             done += len(trials)
-        finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        if finished:
+        if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
             log.info("best trial so far: #%d, value %.5f, %s", study.best_trial.number, study.best_value, " ".join(trial_overrides(study.best_params)))
 
     def _check(self) -> None:
+        from autoencoder.config.validation import integer, one_of
         from autoencoder.utils.errors import UserError
 
-        if not isinstance(self.n_trials, int) or isinstance(self.n_trials, bool) or self.n_trials < 1:
-            raise UserError(f"hydra.sweeper.n_trials must be an integer >= 1, got {self.n_trials!r}")
-        if self.n_jobs is not None and (not isinstance(self.n_jobs, int) or isinstance(self.n_jobs, bool) or self.n_jobs < 1):
-            raise UserError(f"hydra.sweeper.n_jobs must be an integer >= 1 or null, got {self.n_jobs!r}")
-        if self.direction not in ("minimize", "maximize"):
-            raise UserError(f"hydra.sweeper.direction must be one of minimize, maximize, got {self.direction!r}")
+        settings = {"n_trials": integer(1), "n_jobs": integer(1, null=True), "direction": one_of("minimize", "maximize")}
+        for name, rule in settings.items():
+            value = getattr(self, name)
+            if not rule.accepts(value):
+                raise UserError(f"hydra.sweeper.{name} must be {rule.allowed}, got {value!r}")
