@@ -101,6 +101,7 @@ def anything_of(*rules: Rule) -> Rule:
     return Rule(lambda v: any(r.accepts(v) for r in rules), " or ".join(r.allowed for r in rules))
 
 
+FRACTION = Rule(lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)")
 COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CORRUPTIONS = tuple(sorted(p.stem for p in (CONFIG_DIR / "corruption").glob("*.yaml")))
 
@@ -129,7 +130,7 @@ RULES: dict[str, Rule] = {
     "optimizer.lr": number(above=0),
     "optimizer.weight_decay": number(0),
     "scheduler.max_lr": number(above=0),
-    "scheduler.pct_start": Rule(lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)"),
+    "scheduler.pct_start": FRACTION,
     "scheduler.anneal_strategy": one_of("cos", "linear"),
     "scheduler.div_factor": number(above=0),
     "scheduler.final_div_factor": number(above=0),
@@ -138,7 +139,7 @@ RULES: dict[str, Rule] = {
     "scheduler.start_factor": Rule(lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
     "scheduler.eta_min": number(0),
     "scheduler.mode": one_of("min", "max"),
-    "scheduler.factor": Rule(lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)"),
+    "scheduler.factor": FRACTION,
     "scheduler.patience": integer(0),
     "scheduler.threshold": number(0),
     "scheduler.min_lr": number(0),

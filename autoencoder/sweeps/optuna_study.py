@@ -6,7 +6,6 @@ The search space is written in Hydra's sweep syntax (`choice(2, 8)`, `interval(1
 swept key becomes an Optuna distribution, and every other override is passed to each trial as is.
 """
 
-import json
 import math
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
+from autoencoder.sweeps.summary import MONITOR, read_job
 from autoencoder.utils.errors import UserError
 
 
@@ -80,17 +80,15 @@ def trial_overrides(params: dict[str, object]) -> list[str]:
 
 
 def job_verdict(job: JobReturn) -> tuple[TrialState, float | None]:
-    """What a finished job tells the study, read from its metrics.json: complete with its best val
-    loss, pruned (it reported each epoch to its trial and the pruner stopped it), or failed."""
+    """What a finished job tells the study, from its row of the sweep summary (its metrics.json):
+    complete with its best val loss, pruned (it reported each epoch to its trial and the pruner
+    stopped it), or failed."""
     if job.status != JobStatus.COMPLETED:
         return TrialState.FAIL, None
-    try:
-        metrics = json.loads((Path(job.hydra_cfg.hydra.runtime.output_dir) / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return TrialState.FAIL, None
-    if metrics.get("status") == "pruned":
+    row = read_job(Path(job.hydra_cfg.hydra.runtime.output_dir))
+    if row["status"] == "pruned":
         return TrialState.PRUNED, None
-    value = metrics.get("best_val_loss")
-    if metrics.get("status") == "completed" and isinstance(value, (int, float)) and math.isfinite(value):
+    value = row[MONITOR]
+    if row["status"] == "completed" and isinstance(value, (int, float)) and math.isfinite(value):
         return TrialState.COMPLETE, float(value)
     return TrialState.FAIL, None

@@ -68,7 +68,9 @@ def test_storage_urls(tmp_path):
 
 
 def job(folder: Path, metrics: dict | None, status: JobStatus = JobStatus.COMPLETED) -> JobReturn:
-    folder.mkdir(parents=True, exist_ok=True)
+    """A job's return and its folder as a sweep leaves it: Hydra's overrides.yaml, and metrics.json once it ended."""
+    (folder / ".hydra").mkdir(parents=True, exist_ok=True)
+    (folder / ".hydra" / "overrides.yaml").write_text("- optimizer.lr=0.001\n")
     if metrics is not None:
         (folder / "metrics.json").write_text(json.dumps(metrics))
     return JobReturn(status=status, hydra_cfg=OmegaConf.create({"hydra": {"runtime": {"output_dir": str(folder)}}}))
