@@ -61,12 +61,14 @@ def run_one(kind: str, overrides: list[str], settings: dict, folder: Path) -> di
     return json.loads((folder / "result.json").read_text())
 
 
-def _median(values: list) -> float | None:
+def median_of(values: list) -> float | None:
+    """The median of the values that are not None (None when none is)."""
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
 
 
-def _fmt(value: float | None, spec: str) -> str:
+def fmt(value: float | None, spec: str) -> str:
+    """`value` in format `spec`, or "-" for a missing one."""
     return "-" if value is None else format(value, spec)
 
 
@@ -103,12 +105,12 @@ def render(results: dict[str, list[dict]], cfg: DictConfig, device: str, command
         "|---|---|---|---|---|---|" + ("---|" if gpu else "") + "---|",
     ]
     for label, runs in results.items():
-        median = {key: _median([run[key] for run in runs]) for key in runs[0] if key != "precision"}
+        median = {key: median_of([run[key] for run in runs]) for key in runs[0] if key != "precision"}
         lines.append(
-            f"| {label} | {runs[0]['precision']} | {_fmt(median['samples_per_s'], '.0f')} | {_fmt(median['first_epoch_samples_per_s'], '.0f')} "
-            f"| {_fmt(median['startup_s'], '.1f')} | {_fmt(median['peak_rss_mb'], '.0f')} |"
-            + (f" {_fmt(median['peak_gpu_mb'], '.0f')} |" if gpu else "")
-            + f" {_fmt(median['val_loss'], '.5f')} |"
+            f"| {label} | {runs[0]['precision']} | {fmt(median['samples_per_s'], '.0f')} | {fmt(median['first_epoch_samples_per_s'], '.0f')} "
+            f"| {fmt(median['startup_s'], '.1f')} | {fmt(median['peak_rss_mb'], '.0f')} |"
+            + (f" {fmt(median['peak_gpu_mb'], '.0f')} |" if gpu else "")
+            + f" {fmt(median['val_loss'], '.5f')} |"
         )
     lines += ["", "| target | median | per repeat | |", "|---|---|---|---|"]
     for name, values, target, met in ratios(results):
@@ -120,9 +122,10 @@ def render(results: dict[str, list[dict]], cfg: DictConfig, device: str, command
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, device: str, section: str) -> None:
-    """Replace the text between this accelerator's markers in `path` (appended when missing)."""
-    start, end = f"<!-- bench:{device} -->", f"<!-- /bench:{device} -->"
+def write_section(path: Path, name: str, section: str) -> None:
+    """Replace the text between the markers of section `name` (an accelerator, or another
+    benchmark's) in `path`; the section is appended when they are missing."""
+    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     block = f"{start}\n{section}{end}"
     if start in text and end in text:
@@ -156,7 +159,7 @@ def bench(cfg: DictConfig, command: str, data_overrides: Mapping | None = None) 
             result = run_one(kind, overrides, settings, out / f"repeat{repeat}" / f"{i}-{kind}")
             results[label].append(result)
             print(
-                f"repeat {repeat + 1}/{cfg.repeats} {label}: {_fmt(result['samples_per_s'], '.0f')} samples/s, val loss {_fmt(result['val_loss'], '.5f')}",
+                f"repeat {repeat + 1}/{cfg.repeats} {label}: {fmt(result['samples_per_s'], '.0f')} samples/s, val loss {fmt(result['val_loss'], '.5f')}",
                 flush=True,
             )
     section = render(results, cfg, device, command)

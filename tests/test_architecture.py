@@ -9,7 +9,7 @@ import sys
 import autoencoder
 from autoencoder import PACKAGE_DIR
 
-COMMANDS = ("train", "evaluate", "encode", "anomaly", "shapes", "summarize", "bench")
+COMMANDS = ("train", "evaluate", "encode", "anomaly", "shapes", "summarize", "bench", "time_to_quality")
 LIBRARY = [m.name for m in pkgutil.walk_packages([str(PACKAGE_DIR)], "autoencoder.") if m.name.count(".") > 1 or m.ispkg]
 
 
@@ -49,7 +49,7 @@ filters = list(warnings.filters)
 names = ("", "lightning.pytorch", "lightning.pytorch.utilities.rank_zero")
 handlers = {{name: (list(logging.getLogger(name).filters), list(logging.getLogger(name).handlers)) for name in names}}
 import importlib
-for name in {LIBRARY + [f"autoencoder.{c}" for c in COMMANDS] + ["benchmarks.suite", "benchmarks.runs"]!r}:
+for name in {LIBRARY + [f"autoencoder.{c}" for c in COMMANDS] + ["benchmarks.suite", "benchmarks.runs", "benchmarks.time_to_quality"]!r}:
     importlib.import_module(name)
 assert matplotlib.get_backend() == "svg", matplotlib.get_backend()
 assert warnings.filters == filters, [f for f in warnings.filters if f not in filters]

@@ -106,6 +106,7 @@ BAD_INPUTS = [
     (("autoencoder.encode", "ckpt_path={ckpt}", "data.batch_size=0"), "data.batch_size must be an integer >= 1, got 0"),
     (("autoencoder.summarize", "{tmp}/nowhere"), "sweep folder {tmp}/nowhere does not exist"),
     (("autoencoder.bench", "epochs=1"), "epochs must be an integer >= 2, got 1"),
+    (("autoencoder.time_to_quality", "seeds=[1,1]"), "seeds must be a non-empty list of distinct integers in [0, 4294967295], got [1, 1]"),
     (("autoencoder.shapes", "model.latent_dim=0"), "model.latent_dim must be an integer >= 1, got 0"),
 ]
 

@@ -242,6 +242,13 @@ RULES: dict[str, Rule] = {
     "framework_variants.*": strings(empty=True),
     "compute_variants.*": strings(empty=True),
     "docs": text(null=True),
+    # time_to_quality
+    "recipes.*": strings(empty=True),
+    "configs.*.overrides": strings(empty=True),
+    "configs.*.target": number(above=0),
+    "configs.*.test_loss": number(above=0),
+    "targets.time_ratio": number(above=0),
+    "targets.test_loss_percent": number(0),
 }
 
 # Nodes whose keys are not user settings: Hydra's own, and the module's links to other nodes.

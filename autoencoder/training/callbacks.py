@@ -28,12 +28,16 @@ def _hms(seconds: float) -> str:
 class EpochSummary(L.Callback):
     """Measures training speed (samples/s over training time only, epochs/s over wall time), logs
     it, and prints a line per validation:
-    `[Epoch   3] train 0.0412  val 0.0398  best | 00:01:12  0.05 epochs/s  1820 samples/s`."""
+    `[Epoch   3] train 0.0412  val 0.0398  best | 00:01:12  0.05 epochs/s  1820 samples/s`.
+
+    `history` keeps each validated epoch's val loss with the wall seconds since the fit began
+    (validation included, summed over resumes): what a time-to-quality figure is read from."""
 
     def __init__(self) -> None:
         self.best = math.inf
         self.train_seconds = 0.0
         self.train_samples = 0
+        self.history: list[dict] = []  # {"epoch", "val_loss", "seconds"} per validated epoch
 
     @property
     def samples_per_second(self) -> float:
@@ -43,6 +47,7 @@ class EpochSummary(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.fit_start = time.perf_counter()
         self.first_epoch = trainer.current_epoch
+        self.seconds_before = self.history[-1]["seconds"] if self.history else 0.0  # a resumed run's
 
     @override
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -88,6 +93,8 @@ class EpochSummary(L.Callback):
         marker = ""
         if val_loss is not None and val_loss.item() < self.best:
             self.best, marker = val_loss.item(), "best"
+        if val_loss is not None:
+            self.history.append({"epoch": trainer.current_epoch + 1, "val_loss": val_loss.item(), "seconds": round(self.seconds_before + elapsed, 2)})
         train = f"{train_loss.item():.4f}" if train_loss is not None else "-"
         val = f"{val_loss.item():.4f}" if val_loss is not None else "-"
         pl_module.print(
@@ -97,11 +104,12 @@ class EpochSummary(L.Callback):
 
     @override
     def state_dict(self) -> dict:
-        return {"best": self.best}
+        return {"best": self.best, "history": self.history}
 
     @override
     def load_state_dict(self, state_dict: dict) -> None:
         self.best = state_dict["best"]
+        self.history = state_dict.get("history", [])  # checkpoints written before it had one
 
 
 class Diverged(UserError):

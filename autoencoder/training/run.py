@@ -108,6 +108,7 @@ def _run_metrics(trainer: L.Trainer) -> dict:
         "last_checkpoint": (checkpoint.last_model_path or None) if checkpoint is not None else None,
         "precision": str(trainer.precision),
         "status": "completed",
+        "history": summary.history if summary else [],
     }
 
 

@@ -1,5 +1,6 @@
 import csv
 import inspect
+import itertools
 import json
 import math
 import os
@@ -24,7 +25,7 @@ from autoencoder.training.run import train
 from autoencoder.utils.errors import user_message
 from tests.conftest import run_module
 
-METRIC_KEYS = {"best_val_loss", "test_loss", "epochs", "stopped_early", "train_samples_per_s", "best_checkpoint", "last_checkpoint"}
+METRIC_KEYS = {"best_val_loss", "test_loss", "epochs", "stopped_early", "train_samples_per_s", "best_checkpoint", "last_checkpoint", "history"}
 
 
 def read_events(folder):
@@ -49,6 +50,8 @@ def test_train_writes_metrics_checkpoints_and_tensorboard(make_cfg, tmp_path):
         losses = [F.mse_loss(lit(lit.corruption(x, lit.eval_generator(i, x.device))), x, reduction="sum") for i, x in enumerate(test_x.split(32))]
     assert metrics["test_loss"] == pytest.approx(float(sum(losses)) / test_x.numel(), rel=0.02)
     assert metrics["best_val_loss"] == pytest.approx(min(e.value for e in read_events(run / "tensorboard").Scalars("val/loss")))
+    ((entry),) = metrics["history"]  # one validated epoch: its loss, and the wall time it was reached at
+    assert entry["epoch"] == 1 and entry["val_loss"] == pytest.approx(metrics["best_val_loss"]) and entry["seconds"] > 0
     assert os.path.isfile(metrics["best_checkpoint"]) and os.path.isfile(metrics["last_checkpoint"])
     saved = OmegaConf.load(run / "config.yaml")  # resolved: no interpolation left
     assert saved.model.latent_dim == 2 and saved.corruption.noise == 0.3 and "${" not in (run / "config.yaml").read_text()
@@ -102,6 +105,9 @@ def test_resume_from_checkpoint(make_cfg, tmp_path):
     # Only epochs 2 and 3 ran in the second run: 3 batches of 32 each.
     events = read_events(tmp_path / "second" / "tensorboard")
     assert [e.step for e in events.Scalars("val/loss")] == [5, 8]
+    # The history goes on from the first run's: its clock counts on from where that one stopped.
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3] and resumed["history"][0] == first["history"][0]
+    assert all(a["seconds"] < b["seconds"] for a, b in itertools.pairwise(resumed["history"]))
     assert os.path.isfile(first["best_checkpoint"]) and os.path.isfile(first["last_checkpoint"])  # earlier run untouched
 
 

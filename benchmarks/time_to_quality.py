@@ -1,0 +1,131 @@
+"""`make bench-quality`: how long training recipes take to reach a fixed validation loss.
+
+Each run is `python -m autoencoder.train` in its own process, a config's overrides plus a recipe's,
+exactly as a user would type it. Its metrics.json holds the val loss of every epoch with the wall
+seconds since the fit began (`history`); a run reaches the config's target at the first epoch
+whose val loss is at or below it. The recipes of one seed run back to back (forwards, then
+backwards on the next seed) so that the machine's slow spells pair up, and every ratio is the
+median of the per-seed ratios against the first recipe. The table goes to the run folder
+(time_to_quality.md, .json) and replaces its section of docs/benchmarks.md.
+"""
+
+import json
+import math
+import statistics
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from autoencoder.config.validation import validate
+from autoencoder.training.precision import uses_gpu
+from autoencoder.utils.errors import UserError
+from benchmarks.suite import fmt, machine, median_of, write_section
+
+SECTION = "time-to-quality"
+
+
+def first_reach(history: list[dict], target: float) -> dict | None:
+    """The first validated epoch whose val loss is at or below `target` (None: never)."""
+    return next((entry for entry in history if entry["val_loss"] <= target), None)
+
+
+def train_run(overrides: list[str], folder: Path, target: float) -> dict:
+    """One training run in its own process, in `folder`; what it reached and when."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with folder.with_suffix(".log").open("w") as log:
+        argv = [sys.executable, "-m", "autoencoder.train", *overrides, f"hydra.run.dir={folder}"]
+        code = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT).returncode
+    if code:
+        raise UserError(f"benchmark run '{' '.join(overrides)}' failed with exit code {code}; its log is {folder.with_suffix('.log')}")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    reached = first_reach(metrics["history"], target)
+    return {
+        "reached_epoch": reached and reached["epoch"],
+        "reached_seconds": reached and reached["seconds"],
+        "fit_seconds": metrics["history"][-1]["seconds"],
+        "run_seconds": round(time.perf_counter() - started, 2),
+        "epochs": metrics["epochs"],
+        "best_val_loss": metrics["best_val_loss"],
+        "test_loss": metrics["test_loss"],
+    }
+
+
+def paired_ratios(runs: list[dict], baseline: list[dict], key: str) -> list[float]:
+    """Per-seed `key` ratios against the baseline recipe's run of the same seed; a seed whose
+    baseline never reached the target is left out, one whose recipe never did counts as inf."""
+    return [math.inf if run[key] is None else run[key] / base[key] for run, base in zip(runs, baseline, strict=True) if base[key] is not None]
+
+
+def render(results: dict[str, dict[str, list[dict]]], cfg: DictConfig, command: str) -> str:
+    """The markdown section: per config, one row per recipe (medians over seeds), then the targets."""
+    device = "gpu" if uses_gpu("auto") else "cpu"
+    max_ratio, max_loss = cfg.targets.time_ratio, cfg.targets.test_loss_percent
+    lines = [
+        f"### Time to quality: {machine(device)}",
+        "",
+        f"`{command}` on {date.today().isoformat()}, seeds {', '.join(map(str, cfg.seeds))}; medians over the seeds. "
+        "Time to target: wall seconds from the start of the fit (after the sanity check) to the end of the first "
+        "validation at or below the config's target val loss; fit: the whole fit, validation included; "
+        "run: the whole process (start-up, fit and test).",
+    ]
+    for name, config in cfg.configs.items():
+        by_recipe = results[name]
+        baseline_name, baseline = next(iter(by_recipe.items()))
+        overrides = " ".join(config.overrides) or "(none)"
+        lines += [
+            "",
+            f"**{name}** (`{overrides}`): target val loss {config.target}, documented test loss {config.test_loss}",
+            "",
+            "| recipe | reached | epochs to target | time to target (s) | fit (s) | run (s) | best val loss | test loss |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for recipe, runs in by_recipe.items():
+            median = {key: median_of([run[key] for run in runs]) for key in runs[0]}
+            reached = sum(run["reached_epoch"] is not None for run in runs)
+            lines.append(
+                f"| {recipe} (`{' '.join(cfg.recipes[recipe]) or 'defaults'}`) | {reached}/{len(runs)} | {fmt(median['reached_epoch'], 'g')} "
+                f"| {fmt(median['reached_seconds'], '.0f')} | {fmt(median['fit_seconds'], '.0f')} | {fmt(median['run_seconds'], '.0f')} "
+                f"| {fmt(median['best_val_loss'], '.5f')} | {fmt(median['test_loss'], '.5f')} |"
+            )
+        lines += ["", f"| against {baseline_name} | median | per seed | |", "|---|---|---|---|"]
+        for recipe, runs in list(by_recipe.items())[1:]:
+            for label, key in (("time to target", "reached_seconds"), ("fit time", "fit_seconds")):
+                ratios = paired_ratios(runs, baseline, key)
+                met = bool(ratios) and statistics.median(ratios) <= max_ratio
+                per_seed = ", ".join(f"{r:.2f}" for r in ratios) or "-"
+                lines.append(f"| {recipe}: {label} <= {max_ratio:.2f}x | {fmt(median_of(ratios), '.2f')}x | {per_seed} | {'met' if met else '**missed**'} |")
+            loss = median_of([100 * (run["test_loss"] / config.test_loss - 1) for run in runs])
+            met = loss <= max_loss
+            lines.append(f"| {recipe}: test loss vs documented <= +{max_loss:g}% | {loss:+.1f}% | | {'met' if met else '**missed**'} |")
+    return "\n".join(lines) + "\n"
+
+
+def time_to_quality(cfg: DictConfig, command: str) -> dict[str, dict[str, list[dict]]]:
+    """Train every config with every recipe once per seed; write the table and return the runs."""
+    validate(cfg)
+    out = Path(cfg.output_dir)
+    recipes = list(cfg.recipes)
+    results = {name: {recipe: [] for recipe in recipes} for name in cfg.configs}
+    for i, seed in enumerate(cfg.seeds):
+        for name, config in cfg.configs.items():
+            for r, recipe in sorted(enumerate(recipes), reverse=i % 2 == 1):
+                overrides = [*cfg.overrides, *config.overrides, *cfg.recipes[recipe], f"seed={seed}"]
+                run = train_run(overrides, out / name / f"recipe{r}-seed{seed}", config.target)
+                results[name][recipe].append(run)
+                print(
+                    f"seed {seed} {name} / {recipe}: target {'at epoch ' + str(run['reached_epoch']) if run['reached_epoch'] else 'not reached'}"
+                    f" ({fmt(run['reached_seconds'], '.0f')} s), fit {run['fit_seconds']:.0f} s, test loss {run['test_loss']:.5f}",
+                    flush=True,
+                )
+    section = render(results, cfg, command)
+    (out / "time_to_quality.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "time_to_quality.md").write_text(section)
+    if cfg.docs:
+        write_section(Path(cfg.docs), SECTION, section)
+    print(section)
+    return results
