@@ -5,8 +5,9 @@ exactly as a user would type it. Its metrics.json holds the val loss of every ep
 seconds since the fit began (`history`); a run reaches the config's target at the first epoch
 whose val loss is at or below it. The recipes of one seed run back to back (forwards, then
 backwards on the next seed) so that the machine's slow spells pair up, and every ratio is the
-median of the per-seed ratios against the first recipe. The table goes to the run folder
-(time_to_quality.md, .json) and replaces its section of docs/benchmarks.md.
+median of the per-seed ratios against the first recipe. Each config's table goes to the run
+folder (time_to_quality.md, .json) and replaces that config's section of docs/benchmarks.md, so a
+run of one config (`'~configs.default'`) keeps the other's.
 """
 
 import json
@@ -24,8 +25,6 @@ from autoencoder.config.validation import validate
 from autoencoder.training.precision import uses_gpu
 from autoencoder.utils.errors import UserError
 from benchmarks.suite import fmt, machine, median_of, write_section
-
-SECTION = "time-to-quality"
 
 
 def first_reach(history: list[dict], target: float) -> dict | None:
@@ -61,47 +60,39 @@ def paired_ratios(runs: list[dict], baseline: list[dict], key: str) -> list[floa
     return [math.inf if run[key] is None else run[key] / base[key] for run, base in zip(runs, baseline, strict=True) if base[key] is not None]
 
 
-def render(results: dict[str, dict[str, list[dict]]], cfg: DictConfig, command: str) -> str:
-    """The markdown section: per config, one row per recipe (medians over seeds), then the targets."""
-    device = "gpu" if uses_gpu("auto") else "cpu"
+def render(name: str, by_recipe: dict[str, list[dict]], cfg: DictConfig, command: str) -> str:
+    """One config's markdown section: a row per recipe (medians over seeds), then the targets."""
+    config, device = cfg.configs[name], "gpu" if uses_gpu("auto") else "cpu"
     max_ratio, max_loss = cfg.targets.time_ratio, cfg.targets.test_loss_percent
+    baseline_name, baseline = next(iter(by_recipe.items()))
     lines = [
-        f"### Time to quality: {machine(device)}",
+        f"### {name} (`{' '.join(config.overrides) or 'the defaults'}`): {machine(device)}",
         "",
         f"`{command}` on {date.today().isoformat()}, seeds {', '.join(map(str, cfg.seeds))}; medians over the seeds. "
-        "Time to target: wall seconds from the start of the fit (after the sanity check) to the end of the first "
-        "validation at or below the config's target val loss; fit: the whole fit, validation included; "
-        "run: the whole process (start-up, fit and test).",
+        f"Target: val loss <= {config.target}; documented test loss {config.test_loss}. Time to target: wall seconds from the "
+        "start of the fit (after the sanity check) to the end of the first validation at or below the target; fit: the "
+        "whole fit, validation included; run: the whole process (start-up, fit and test).",
+        "",
+        "| recipe | reached | epochs to target | time to target (s) | fit (s) | run (s) | best val loss | test loss |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for name, config in cfg.configs.items():
-        by_recipe = results[name]
-        baseline_name, baseline = next(iter(by_recipe.items()))
-        overrides = " ".join(config.overrides) or "(none)"
-        lines += [
-            "",
-            f"**{name}** (`{overrides}`): target val loss {config.target}, documented test loss {config.test_loss}",
-            "",
-            "| recipe | reached | epochs to target | time to target (s) | fit (s) | run (s) | best val loss | test loss |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for recipe, runs in by_recipe.items():
-            median = {key: median_of([run[key] for run in runs]) for key in runs[0]}
-            reached = sum(run["reached_epoch"] is not None for run in runs)
-            lines.append(
-                f"| {recipe} (`{' '.join(cfg.recipes[recipe]) or 'defaults'}`) | {reached}/{len(runs)} | {fmt(median['reached_epoch'], 'g')} "
-                f"| {fmt(median['reached_seconds'], '.0f')} | {fmt(median['fit_seconds'], '.0f')} | {fmt(median['run_seconds'], '.0f')} "
-                f"| {fmt(median['best_val_loss'], '.5f')} | {fmt(median['test_loss'], '.5f')} |"
-            )
-        lines += ["", f"| against {baseline_name} | median | per seed | |", "|---|---|---|---|"]
-        for recipe, runs in list(by_recipe.items())[1:]:
-            for label, key in (("time to target", "reached_seconds"), ("fit time", "fit_seconds")):
-                ratios = paired_ratios(runs, baseline, key)
-                met = bool(ratios) and statistics.median(ratios) <= max_ratio
-                per_seed = ", ".join(f"{r:.2f}" for r in ratios) or "-"
-                lines.append(f"| {recipe}: {label} <= {max_ratio:.2f}x | {fmt(median_of(ratios), '.2f')}x | {per_seed} | {'met' if met else '**missed**'} |")
-            loss = median_of([100 * (run["test_loss"] / config.test_loss - 1) for run in runs])
-            met = loss <= max_loss
-            lines.append(f"| {recipe}: test loss vs documented <= +{max_loss:g}% | {loss:+.1f}% | | {'met' if met else '**missed**'} |")
+    for recipe, runs in by_recipe.items():
+        median = {key: median_of([run[key] for run in runs]) for key in runs[0]}
+        reached = sum(run["reached_epoch"] is not None for run in runs)
+        lines.append(
+            f"| {recipe} (`{' '.join(cfg.recipes[recipe]) or 'defaults'}`) | {reached}/{len(runs)} | {fmt(median['reached_epoch'], 'g')} "
+            f"| {fmt(median['reached_seconds'], '.0f')} | {fmt(median['fit_seconds'], '.0f')} | {fmt(median['run_seconds'], '.0f')} "
+            f"| {fmt(median['best_val_loss'], '.5f')} | {fmt(median['test_loss'], '.5f')} |"
+        )
+    lines += ["", f"| against {baseline_name} | median | per seed | |", "|---|---|---|---|"]
+    for recipe, runs in list(by_recipe.items())[1:]:
+        for label, key in (("time to target", "reached_seconds"), ("fit time", "fit_seconds")):
+            ratios = paired_ratios(runs, baseline, key)
+            met = bool(ratios) and statistics.median(ratios) <= max_ratio
+            per_seed = ", ".join(f"{r:.2f}" for r in ratios) or "-"
+            lines.append(f"| {recipe}: {label} <= {max_ratio:.2f}x | {fmt(median_of(ratios), '.2f')}x | {per_seed} | {'met' if met else '**missed**'} |")
+        loss = median_of([100 * (run["test_loss"] / config.test_loss - 1) for run in runs])
+        lines.append(f"| {recipe}: test loss vs documented <= +{max_loss:g}% | {loss:+.1f}% | | {'met' if loss <= max_loss else '**missed**'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -122,10 +113,11 @@ def time_to_quality(cfg: DictConfig, command: str) -> dict[str, dict[str, list[d
                     f" ({fmt(run['reached_seconds'], '.0f')} s), fit {run['fit_seconds']:.0f} s, test loss {run['test_loss']:.5f}",
                     flush=True,
                 )
-    section = render(results, cfg, command)
+    sections = {name: render(name, by_recipe, cfg, command) for name, by_recipe in results.items()}
     (out / "time_to_quality.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "time_to_quality.md").write_text(section)
-    if cfg.docs:
-        write_section(Path(cfg.docs), SECTION, section)
-    print(section)
+    (out / "time_to_quality.md").write_text("\n".join(sections.values()))
+    for name, section in sections.items():
+        if cfg.docs:
+            write_section(Path(cfg.docs), f"time-to-quality:{name}", section)
+        print(section)
     return results
