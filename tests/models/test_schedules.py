@@ -35,11 +35,12 @@ def rates(optimizer, scheduler, steps: int) -> list[float]:
     return out
 
 
-def test_no_scheduler_is_todays_constant_rate():
+def test_the_constant_rate_experiment_is_the_recipe_from_before_the_schedules():
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["model=mlp"])
+        cfg = compose(config_name="config", overrides=["model=mlp", "experiment=constant_rate"])
+    assert cfg.trainer.max_epochs == 15 and cfg.data.batch_size == 128
     lit = instantiate(cfg.module)
-    assert lit.configure_optimizers().param_groups[0]["lr"] == 1e-3
+    assert lit.configure_optimizers().param_groups[0]["lr"] == 1e-3  # the optimizer alone: no schedule
 
 
 def onecycle(step: int, steps: int, peak: float = 3e-3) -> float:
