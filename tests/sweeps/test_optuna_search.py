@@ -54,7 +54,7 @@ def test_a_hopeless_trial_is_pruned_and_the_summary_says_so(tmp_path, fake_mnist
     # A finished trial whose val loss was 1e-6 after every epoch: any real trial is worse than it.
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     study = optuna.create_study(study_name=STUDY, storage=storage)
-    lr = {"optimizer.lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}
+    lr = {"optimizer.lr": optuna.distributions.FloatDistribution(1e-3, 3e-2, log=True)}
     study.add_trial(optuna.trial.create_trial(params={"optimizer.lr": 1e-3}, distributions=lr, value=1e-6, intermediate_values=dict.fromkeys(range(3), 1e-6)))
     one_trial = ("hydra.sweeper.n_trials=1", "trainer.max_epochs=3")
     result = run(search(tmp_path, fake_mnist, *one_trial, "hydra.sweeper.pruner.n_startup_trials=1", "hydra.sweeper.pruner.n_warmup_steps=0"), tmp_path)
