@@ -30,7 +30,7 @@ train: install
 bench: install
 	$(BIN)/python -m autoencoder.bench $(ARGS)
 
-# Time until the val loss reaches the documented figures' level, old recipe vs defaults (~1.5 h on 2 CPU cores).
+# Time until the val loss reaches the documented figures' level, recipe from before vs defaults, 3 seeds (~2 h on 2 CPU cores).
 bench-quality: install
 	$(BIN)/python -m autoencoder.time_to_quality $(ARGS)
 
