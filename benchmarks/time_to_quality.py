@@ -101,8 +101,9 @@ def render(name: str, by_recipe: dict[str, list[dict]], cfg: DictConfig, command
     for recipe, runs in by_recipe.items():
         median = {key: median_of([run[key] for run in runs]) for key in runs[0] if key != "history"}
         reached = sum(run["reached_epoch"] is not None for run in runs)
+        shown = f"{recipe} (`{' '.join(cfg.recipes[recipe])}`)" if cfg.recipes[recipe] else recipe
         lines.append(
-            f"| {recipe} (`{' '.join(cfg.recipes[recipe]) or 'defaults'}`) | {reached}/{len(runs)} | {fmt(median['reached_epoch'], 'g')} "
+            f"| {shown} | {reached}/{len(runs)} | {fmt(median['reached_epoch'], 'g')} "
             f"| {fmt(median['reached_seconds'], '.0f')} | {fmt(median['fit_seconds'], '.0f')} | {fmt(median['run_seconds'], '.0f')} "
             f"| {fmt(median['best_val_loss'], '.5f')} | {fmt(median['test_loss'], '.5f')} |"
         )

@@ -52,7 +52,7 @@ def test_the_table_marks_each_target_met_or_missed(tmp_path):
     fast = [run(90, 280, 0.0421), run(100, 290, 0.0423), run(95, 310, 0.0425)]  # test loss +0.7% (median)
     slow = [run(200, 600, 0.0430)] * 3
     table = render("headline", {"before": before, "fast": fast, "slow": slow}, cfg, "python -m autoencoder.time_to_quality")
-    assert "| fast (`defaults`) | 3/3 | 2 | 95 | 290 | 300 | 0.04230 | 0.04230 |" in table
+    assert "| fast | 3/3 | 2 | 95 | 290 | 300 | 0.04230 | 0.04230 |" in table
     assert "| fast: time to target <= 0.33x | 0.32x | 0.30x, 0.33x, 0.32x | met |" in table
     assert "| fast: time to before's best val loss <= 0.33x | 0.32x | 0.31x, 0.32x, 0.34x | met |" in table
     assert "| fast: fit time <= 0.33x | 0.32x | 0.31x, 0.32x, 0.34x | met |" in table
@@ -97,7 +97,7 @@ def test_each_recipe_is_a_training_run_and_the_table_reaches_the_docs(fake_mnist
     assert json.loads((tmp_path / "out" / "time_to_quality.json").read_text()) == results
     text = docs.read_text()
     easy, impossible = (text.split(f"<!-- bench:time-to-quality:{name} -->")[1] for name in ("easy", "impossible"))
-    assert "notes kept" in text and "| one epoch (`defaults`) | 1/1 | 1 |" in easy and "| one epoch (`defaults`) | 0/1 | - | - |" in impossible
+    assert "notes kept" in text and "| one epoch | 1/1 | 1 |" in easy and "| one epoch | 0/1 | - | - |" in impossible
 
 
 def test_a_failing_run_names_its_log(fake_mnist, tmp_path):
