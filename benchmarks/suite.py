@@ -25,7 +25,7 @@ import torch
 from omegaconf import DictConfig
 
 from autoencoder.config.validation import validate
-from autoencoder.training.precision import uses_gpu
+from autoencoder.training.precision import cpu_has_native_bf16, uses_gpu
 from autoencoder.utils.errors import UserError
 from autoencoder.utils.files import write_atomic
 
@@ -39,7 +39,8 @@ def machine(device: str) -> str:
     else:
         cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
         model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), platform.processor())
-        hardware = f"{model} CPU, {os.cpu_count()} cores"
+        bf16 = "with AVX512-BF16, so bf16 autocast" if cpu_has_native_bf16() else "without native bf16, so fp32"
+        hardware = f"{model} CPU, {os.cpu_count()} cores, {bf16} by default"
     return f"{hardware}; torch {torch.__version__}, lightning {lightning.__version__}"
 
 

@@ -1,3 +1,5 @@
+import shutil
+
 import pytest
 from hydra.errors import InstantiationException, MissingConfigException
 
@@ -58,6 +60,11 @@ def bad_inputs_setup(tmp_path, fake_mnist, checkpoint) -> dict[str, str]:
     earlier = tmp_path / "outputs" / "earlier"
     earlier.mkdir(parents=True)
     (earlier / "metrics.json").write_text('{"test_loss": 0.01}\n')
+    run = checkpoint.parent.parent  # a completed run, and one killed while writing its checkpoint
+    shutil.copytree(run, tmp_path / "finished")
+    shutil.copytree(run, tmp_path / "cut_short", ignore=shutil.ignore_patterns("metrics.json", "best-*"))
+    last = tmp_path / "cut_short" / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])
     return {"tmp": str(tmp_path), "data": str(fake_mnist), "ckpt": str(checkpoint)}
 
 
@@ -88,7 +95,15 @@ BAD_INPUTS = [
     (TRAIN + ("ckpt_path={tmp}/missing.ckpt",), "ckpt_path {tmp}/missing.ckpt does not exist"),
     (TRAIN + ("ckpt_path={tmp}/notes.ckpt",), "ckpt_path {tmp}/notes.ckpt is not a Lightning checkpoint this framework wrote"),
     (TRAIN + ("ckpt_path={ckpt}", "model.latent_dim=8"), "holds a different model than the configured one"),
-    (TRAIN + ("resume={tmp}/outputs",), "resume={tmp}/outputs is not a run folder with config.yaml and checkpoints/last.ckpt"),
+    (TRAIN + ("resume={tmp}/outputs",), "resume={tmp}/outputs is not a run folder with config.yaml and a checkpoint in checkpoints/"),
+    (TRAIN + ("resume={tmp}/finished",), "resume={tmp}/finished: that run is completed (metrics.json), so there is nothing to resume"),
+    (
+        TRAIN + ("resume={tmp}/cut_short",),
+        "ckpt_path {tmp}/cut_short/checkpoints/last.ckpt is not a Lightning checkpoint this framework wrote, or is truncated",
+    ),
+    (TRAIN + ("interrupts.signals=[SIGKILL]",), "interrupts.signals must be a list of names from SIGINT, SIGTERM, SIGUSR1, SIGUSR2, SIGHUP, got ['SIGKILL']"),
+    (TRAIN + ("interrupts.signals=[SIGINT,SIGTERM]",), "interrupts.requeue_signals must be among interrupts.signals (SIGINT, SIGTERM), got SIGUSR1"),
+    (TRAIN + ("resume_unfinished=maybe",), "resume_unfinished must be true or false, got 'maybe'"),
     (TRAIN + ("hydra.run.dir={tmp}/a_file/run",), "cannot write or read {tmp}/a_file/run: Not a directory"),
     (TRAIN + ("hparams_search=optuna",), "hparams_search=optuna runs a search: start it with -m"),
     (SEARCH + ("hydra/sweeper/pruner=patient",), "unknown hydra/sweeper/pruner option 'patient' (allowed: hyperband, median, none)"),
@@ -122,3 +137,4 @@ def test_bad_input_gives_one_line_and_leaves_earlier_outputs_alone(tmp_path, fak
     assert "Traceback" not in result.stderr + result.stdout
     assert (tmp_path / "outputs" / "earlier" / "metrics.json").read_text() == '{"test_loss": 0.01}\n'
     assert trained_checkpoint.read_bytes() == checkpoint_bytes
+    assert (tmp_path / "finished" / "metrics.json").read_bytes() == (trained_checkpoint.parent.parent / "metrics.json").read_bytes()

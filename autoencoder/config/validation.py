@@ -101,6 +101,7 @@ def anything_of(*rules: Rule) -> Rule:
     return Rule(lambda v: any(r.accepts(v) for r in rules), " or ".join(r.allowed for r in rules))
 
 
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGHUP")
 FRACTION = Rule(lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)")
 COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CORRUPTIONS = tuple(sorted(p.stem for p in (CONFIG_DIR / "corruption").glob("*.yaml")))
@@ -115,6 +116,9 @@ RULES: dict[str, Rule] = {
     "threads": integer(1, null=True),
     "ckpt_path": text(null=True),
     "resume": text(null=True),
+    "resume_unfinished": boolean(),
+    "interrupts.signals": strings(empty=True, options=STOP_SIGNALS),
+    "interrupts.requeue_signals": strings(empty=True, options=STOP_SIGNALS),
     "output_dir": text(),
     "runs_in": text(),
     "module.eval_noise_seed": integer(0),
@@ -296,7 +300,15 @@ def _schedule_has_an_end(cfg: DictConfig) -> None:
         raise UserError(f"a per-step schedule ({scheduler._target_.rsplit('.', 1)[-1]}) needs the run's length: set trainer.max_epochs or trainer.max_steps")
 
 
-CROSS_CHECKS = (_noise_fits_corruption, _precision_fits_accelerator, _schedule_has_an_end)
+def _requeue_signals_stop_the_run(cfg: DictConfig) -> None:
+    interrupts = cfg.get("interrupts")
+    outside = [name for name in interrupts.requeue_signals if name not in interrupts.signals] if interrupts else []
+    if outside:
+        signals = ", ".join(interrupts.signals) or "none"
+        raise UserError(f"interrupts.requeue_signals must be among interrupts.signals ({signals}), got {outside[0]}")
+
+
+CROSS_CHECKS = (_noise_fits_corruption, _precision_fits_accelerator, _schedule_has_an_end, _requeue_signals_stop_the_run)
 
 
 def validate(cfg: DictConfig) -> None:

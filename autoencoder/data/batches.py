@@ -1,10 +1,10 @@
 """Index batches for tensors held in memory: one indexing op per batch instead of a per-sample
-Dataset, and a per-epoch seeded order that a resumed run repeats."""
+Dataset, and a per-epoch seeded order that a resumed run repeats, from the batch it stopped at."""
 
 import math
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 
 
 class ShuffledBatches(Sampler[torch.Tensor]):
@@ -14,14 +14,21 @@ class ShuffledBatches(Sampler[torch.Tensor]):
 
     Under DDP, process `rank` of `world_size` takes every world_size-th batch. All processes must
     take the same number of steps, so when the batches do not divide evenly the last processes
-    wrap around to the first batches (as torch's DistributedSampler pads)."""
+    wrap around to the first batches (as torch's DistributedSampler pads).
+
+    Its state is the epoch and the batches taken from it so far; a sampler given that state
+    (`load_state_dict`) starts its next pass over that epoch after them."""
 
     def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1):
         self.n, self.batch_size, self.shuffle, self.seed, self.device = n, batch_size, shuffle, seed, device
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
+        self.taken = 0  # batches of this epoch yielded so far
+        self.skip = 0  # batches of this epoch a resumed run already trained on
 
     def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.skip = 0
         self.epoch = epoch
 
     def __len__(self) -> int:
@@ -33,5 +40,26 @@ class ShuffledBatches(Sampler[torch.Tensor]):
         else:
             order = torch.arange(self.n)
         batches = order.to(self.device).split(self.batch_size)  # one copy per epoch, none per batch
-        for i in range(self.rank, len(self) * self.world_size, self.world_size):
+        mine = range(self.rank, len(self) * self.world_size, self.world_size)
+        self.taken, self.skip = self.skip, 0
+        for i in mine[self.taken :]:
+            self.taken += 1
             yield batches[i % len(batches)]
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "taken": self.taken}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.skip = state["epoch"], state["taken"]
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader over ShuffledBatches whose position Lightning saves in every checkpoint and
+    restores on resume (its `state_dict` protocol), so that a run stopped mid-epoch goes on with
+    the next batch of that epoch instead of starting it over."""
+
+    def state_dict(self) -> dict:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state)

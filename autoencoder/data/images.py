@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 from typing_extensions import override
 
-from autoencoder.data.batches import ShuffledBatches
+from autoencoder.data.batches import ResumableLoader, ShuffledBatches
 from autoencoder.utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -115,9 +115,11 @@ class ImageDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: TensorDataset, shuffle: bool) -> DataLoader:
         # batch_size=None: the sampler yields whole index batches and `dataset[batch]` gathers them.
+        # The loader's own generator: starting an epoch then draws nothing from torch's global RNG,
+        # whose state (the training noise) a checkpoint restores.
         rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
         batches = ShuffledBatches(len(dataset), self.batch_size, shuffle, self.shuffle_seed, self.device, rank, world_size)
-        return DataLoader(dataset, batch_size=None, sampler=batches)
+        return ResumableLoader(dataset, batch_size=None, sampler=batches, generator=torch.Generator())
 
     @override
     def train_dataloader(self) -> DataLoader:

@@ -2,8 +2,8 @@
 
 A multirun writes one folder per job (`<sweep>/<n>/`, with Hydra's `.hydra/overrides.yaml` and, once
 the job ends, our `metrics.json`). The summary has one row per job: its overrides, best val loss,
-test loss, epochs, samples/s, status (completed, pruned by an Optuna search, failed with its error,
-or unfinished) and folder, sorted by best val loss; the best job's overrides are given as the
+test loss, epochs, samples/s, status (completed, pruned by an Optuna search, interrupted by a
+signal with where it stopped, failed with its error, or unfinished) and folder, sorted by best val loss; the best job's overrides are given as the
 command that trains it again; jobs that differ only in `seed` are also grouped as mean ± std; a plot
 shows the test loss against the swept parameters. It is written as `summary.csv`, `summary.md` and
 `summary.png` in the sweep folder, by `SweepSummary` when a multirun ends, or by this command for a
@@ -29,7 +29,7 @@ from autoencoder.utils.tables import markdown_table, mean_std
 
 MONITOR = "best_val_loss"
 COLUMNS = ("job", "overrides", "best_val_loss", "test_loss", "epochs", "samples_per_s", "status", "error", "folder")
-STATUSES = ("completed", "pruned", "failed", "unfinished")
+STATUSES = ("completed", "pruned", "interrupted", "failed", "unfinished")
 
 
 def read_job(folder: Path) -> dict:
@@ -48,8 +48,16 @@ def read_job(folder: Path) -> dict:
         "epochs": metrics.get("epochs"),
         "samples_per_s": metrics.get("train_samples_per_s"),
         "status": metrics.get("status", "completed"),
-        "error": metrics.get("error"),
+        "error": metrics.get("error") or _interruption(metrics),
     }
+
+
+def _interruption(metrics: dict) -> str | None:
+    """Where an interrupted job stopped, in its error column: `SIGTERM in epoch 2 after batch 40`."""
+    if metrics.get("status") != "interrupted":
+        return None
+    where = "while testing" if metrics.get("batch") is None else f"in epoch {metrics.get('epoch')} after batch {metrics['batch']}"
+    return f"{metrics.get('signal')} {where}"
 
 
 def read_sweep(sweep: Path) -> list[dict]:
@@ -114,8 +122,8 @@ def _best_lines(best: dict) -> list[str]:
 
 
 def _status(row: dict) -> str:
-    if row["status"] == "failed" and row["error"]:
-        return f"failed: {row['error']}"
+    if row["status"] in ("failed", "interrupted") and row["error"]:
+        return f"{row['status']}: {row['error']}"
     return f"pruned after epoch {row['epochs']}" if row["status"] == "pruned" else row["status"]
 
 

@@ -48,6 +48,7 @@ class EpochSummary(L.Callback):
         self.fit_start = time.perf_counter()
         self.first_epoch = trainer.current_epoch
         self.seconds_before = self.history[-1]["seconds"] if self.history else 0.0  # a resumed run's
+        self.on_train_epoch_start(trainer, pl_module)  # a run resumed mid-epoch starts none
 
     @override
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -7,16 +7,23 @@ in it is unpickled as code, and a file that does not fit gets one clear line ins
 traceback from deep inside torch.
 """
 
+import io
+import json
+import random
 from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from hydra.utils import get_class, instantiate
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 from typing_extensions import override
 
+from autoencoder.training.interrupts import INTERRUPT_CHECKPOINT
 from autoencoder.utils.errors import UserError, user_message
+from autoencoder.utils.files import write_atomic
 
 CONFIG_KEY = "autoencoder_config"
 
@@ -33,6 +40,76 @@ class ConfigInCheckpoint(L.Callback):
         checkpoint[CONFIG_KEY] = self.config
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written like every other file of a run (autoencoder.utils.files): to a
+    temporary file in the checkpoint's own folder, flushed, then renamed into place. Lightning's
+    own writer stages the file in the system's temporary folder, so a full disk left a truncated
+    checkpoint under its real name and an error naming /tmp."""
+
+    @override
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        write_atomic(path, buffer.getbuffer())
+
+
+def _rng_states() -> dict:
+    """Every RNG state as tensors and plain values, which checkpoints read with weights_only can hold."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    kind, keys, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = states["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+class ResumeExactly(L.Callback):
+    """What a checkpoint needs beyond Lightning's own for a resumed run to be the run left alone:
+    the RNG states (the training noise draws from torch's global RNG), restored when training
+    restarts, and the training loader's place in its epoch.
+
+    Lightning saves the loader's place (ResumableLoader's `state_dict`) with the fit loop but only
+    hands it back to a loader it has not built yet, and a per-step schedule has it build the
+    loader early (for the run's length); so it is handed back here, before the epoch's first batch
+    is drawn."""
+
+    def __init__(self) -> None:
+        self.rng: dict | None = None
+        self.loader_states: list[dict] = []
+
+    @override
+    def state_dict(self) -> dict:
+        return {"rng": _rng_states()}
+
+    @override
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.rng = state_dict.get("rng")
+
+    @override
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        self.loader_states = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {}).get("combined_loader", [])
+
+    @override
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.rng is not None:
+            _set_rng_states(self.rng)
+        loaders = trainer.train_dataloader if isinstance(trainer.train_dataloader, list) else [trainer.train_dataloader]
+        for loader, state in zip((loader for loader in loaders if hasattr(loader, "load_state_dict")), self.loader_states, strict=False):
+            loader.load_state_dict(state)
+        self.rng, self.loader_states = None, []
+
+
 def read_checkpoint(path: str | Path) -> tuple[Path, dict]:
     """The checkpoint's path and contents; a missing or unreadable file is a UserError."""
     ckpt = Path(path).expanduser()
@@ -42,7 +119,7 @@ def read_checkpoint(path: str | Path) -> tuple[Path, dict]:
         contents = torch.load(ckpt, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file means the same to the user
         unsafe = "it would need unpickling arbitrary objects, which is refused; " if "weights_only" in str(exc) else ""
-        raise UserError(f"ckpt_path {ckpt} is not a Lightning checkpoint this framework wrote ({unsafe}{type(exc).__name__})") from exc
+        raise UserError(f"ckpt_path {ckpt} is not a Lightning checkpoint this framework wrote, or is truncated ({unsafe}{type(exc).__name__})") from exc
     if not isinstance(contents, dict) or not isinstance(contents.get("state_dict"), dict):
         raise UserError(f"ckpt_path {ckpt} is not a Lightning checkpoint this framework wrote (no state_dict)")
     return ckpt, contents
@@ -66,13 +143,33 @@ def check_resume_checkpoint(path: str, module: L.LightningModule) -> str:
     return str(ckpt)
 
 
+FINAL_STATUSES = ("completed", "pruned")  # a run in one of these has nothing left to train
+
+
+def run_status(folder: str | Path) -> str | None:
+    """The status in a run folder's metrics.json (None: none yet, or unreadable)."""
+    try:
+        return json.loads((Path(folder) / "metrics.json").read_text()).get("status", "completed")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def latest_checkpoint(folder: str | Path) -> Path | None:
+    """The checkpoint a stopped run goes on from: the newer of the one saved when it was
+    interrupted and the one saved at its last validation."""
+    found = [p for p in (Path(folder) / "checkpoints" / name for name in (INTERRUPT_CHECKPOINT, "last.ckpt")) if p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime_ns, default=None)
+
+
 def resume_config(folder: str | Path, defaults: DictConfig) -> DictConfig:
     """The config that continues a stopped run in its own folder: the run's config.yaml, with
-    `ckpt_path` at its last checkpoint. Top-level keys newer than the run come from `defaults`."""
+    `ckpt_path` at its latest checkpoint. Top-level keys newer than the run come from `defaults`."""
     run = Path(folder).expanduser()
-    last = run / "checkpoints" / "last.ckpt"
-    if not (run / "config.yaml").is_file() or not last.is_file():
-        raise UserError(f"resume={run} is not a run folder with config.yaml and checkpoints/last.ckpt; give the folder of a run that saved a checkpoint")
+    last = latest_checkpoint(run)
+    if not (run / "config.yaml").is_file() or last is None:
+        raise UserError(f"resume={run} is not a run folder with config.yaml and a checkpoint in checkpoints/; give the folder of a run that saved one")
+    if (status := run_status(run)) in FINAL_STATUSES:
+        raise UserError(f"resume={run}: that run is {status} (metrics.json), so there is nothing to resume; start a new run, or train further with ckpt_path=")
     cfg = OmegaConf.load(run / "config.yaml")
     for key in defaults:
         if key not in cfg:

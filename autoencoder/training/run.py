@@ -8,6 +8,7 @@ image grids and `metrics.json` (with DDP, only the first process writes them).
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,15 +20,27 @@ from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from autoencoder.config.validation import validate
 from autoencoder.training.callbacks import Diverged, EpochSummary
-from autoencoder.training.checkpoints import ConfigInCheckpoint, check_resume_checkpoint, resume_config
+from autoencoder.training.checkpoints import (
+    FINAL_STATUSES,
+    AtomicCheckpointIO,
+    ConfigInCheckpoint,
+    ResumeExactly,
+    check_resume_checkpoint,
+    latest_checkpoint,
+    resume_config,
+    run_status,
+)
 from autoencoder.training.instantiate import instantiate_callbacks, instantiate_logger
-from autoencoder.utils.errors import UserError, user_message
-from autoencoder.utils.files import write_atomic
+from autoencoder.training.interrupts import INTERRUPT_CHECKPOINT, SignalListener, StopOnSignal, requeued_by_slurm
+from autoencoder.utils.errors import Interrupted, UserError, signal_name, user_message
+from autoencoder.utils.files import remove_stale_temporaries, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -35,21 +48,30 @@ log = logging.getLogger(__name__)
 def _hparams(cfg: DictConfig) -> dict:
     """The run's settings for the logger's hyperparameters (the module node only repeats them)."""
     params = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("module", "callbacks", "output_dir", "ckpt_path", "resume"):
+    for key in ("module", "callbacks", "output_dir", "ckpt_path", "resume", "resume_unfinished", "interrupts"):
         params.pop(key, None)
     return params
+
+
+def _plugins(configured) -> list:
+    """The trainer's plugins; checkpoints are written atomically unless one of them writes them."""
+    given = instantiate(configured) if configured is not None else []
+    given = list(given) if isinstance(given, (list, ListConfig)) else [given]
+    return given if any(isinstance(p, CheckpointIO) for p in given) else [*given, AtomicCheckpointIO()]
 
 
 def build_trainer(cfg: DictConfig, logger: Logger | None, callbacks: list[L.Callback]) -> L.Trainer:
     """The Trainer of `cfg.trainer` with these callbacks. The progress bar shows on a terminal only,
     the learning-rate monitor needs a logger, and a run whose config lists no ModelCheckpoint saves
-    none (Lightning would add its own). Lightning's refusals (no GPU, ...) become one line."""
+    none (Lightning would add its own). Checkpoints are written atomically (AtomicCheckpointIO).
+    Lightning's refusals (no GPU, ...) become one line."""
     progress_bar = bool(cfg.trainer.enable_progress_bar) and sys.stdout.isatty()
     checkpointing = bool(cfg.trainer.enable_checkpointing)
     dropped = (ProgressBar,) * (not progress_bar) + (LearningRateMonitor,) * (logger is None) + (ModelCheckpoint,) * (not checkpointing)
     callbacks = [c for c in callbacks if not isinstance(c, dropped)]
     checkpointing = checkpointing and any(isinstance(c, ModelCheckpoint) for c in callbacks)
     options = {"callbacks": callbacks, "logger": logger or False, "enable_progress_bar": progress_bar, "enable_checkpointing": checkpointing}
+    options["plugins"] = _plugins(cfg.trainer.plugins)
     try:
         return instantiate(cfg.trainer, **options)
     except Exception as exc:
@@ -64,12 +86,28 @@ def build_trainer(cfg: DictConfig, logger: Logger | None, callbacks: list[L.Call
         raise
 
 
+def unfinished_run(cfg: DictConfig) -> str | None:
+    """The run folder to go on with when this run's own folder already holds a stopped run and
+    `resume_unfinished` (a sweep run again in its old folder) or a SLURM requeue asks for it."""
+    out = Path(cfg.output_dir)
+    wanted = cfg.resume_unfinished is True or requeued_by_slurm()
+    return str(out) if wanted and run_status(out) not in FINAL_STATUSES and latest_checkpoint(out) and (out / "config.yaml").is_file() else None
+
+
 def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
     """Fit, test the best checkpoint, write metrics.json; returns the metrics. `callbacks` are
     added to the configured ones (the benchmark times steps with one). With `resume=<run folder>`
-    the run goes on in that folder, with its config, from its last checkpoint."""
-    if cfg.resume:
-        cfg = resume_config(cfg.resume, cfg)
+    the run goes on in that folder, with its config, from its latest checkpoint; with
+    `resume_unfinished` a run whose folder holds a completed run returns its metrics untrained.
+    A signal in `interrupts.signals` stops the run with Interrupted (autoencoder.training.interrupts)."""
+    if not cfg.resume and cfg.resume_unfinished is True and run_status(cfg.output_dir) in FINAL_STATUSES:
+        log.info("%s already holds a finished run: kept, not trained again", cfg.output_dir)
+        return json.loads((Path(cfg.output_dir) / "metrics.json").read_text())
+    if resume := cfg.resume or unfinished_run(cfg):
+        cfg = resume_config(resume, cfg)
+        if rank_zero_only.rank == 0:  # what writes killed with their process left behind
+            for folder in (Path(cfg.output_dir), Path(cfg.output_dir) / "checkpoints"):
+                remove_stale_temporaries(folder)
     out = Path(cfg.output_dir)
     if rank_zero_only.rank == 0:  # first, so that a sweep's job refused below is recorded as failed
         write_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -82,9 +120,12 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
     module = instantiate(cfg.module)
     ckpt_path = check_resume_checkpoint(cfg.ckpt_path, module) if cfg.ckpt_path else None
     logger = instantiate_logger(cfg.logger)
+    listener = SignalListener(cfg.interrupts.signals)
+    stop = StopOnSignal(listener, out / "checkpoints" / INTERRUPT_CHECKPOINT, cfg.interrupts.requeue_signals)
     try:
-        trainer = build_trainer(cfg, logger, [*instantiate_callbacks(cfg.callbacks), ConfigInCheckpoint(cfg), *callbacks])
-        return fit_and_test(cfg, trainer, module, datamodule, ckpt_path)
+        with listener:
+            trainer = build_trainer(cfg, logger, [*instantiate_callbacks(cfg.callbacks), ConfigInCheckpoint(cfg), ResumeExactly(), stop, *callbacks])
+            return fit_and_test(cfg, trainer, module, datamodule, ckpt_path)
     finally:
         if isinstance(logger, WandbLogger):  # its run stays open otherwise: the next run of a sweep would log into it
             import wandb
@@ -118,6 +159,8 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule,
     out = Path(cfg.output_dir)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except (Interrupted, SIGTERMException) as exc:
+        record_interruption(out, trainer, exc)
     except Diverged as exc:
         record_failure(out, str(exc))
         raise
@@ -133,7 +176,10 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule,
     # Read these before testing: restoring the best checkpoint also restores the callbacks' state.
     metrics = _run_metrics(trainer)
     best = metrics["best_checkpoint"]
-    metrics["test_loss"] = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]["test/loss"]
+    try:
+        metrics["test_loss"] = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]["test/loss"]
+    except (Interrupted, SIGTERMException) as exc:
+        record_interruption(out, trainer, exc, metrics)
     if not trainer.is_global_zero:
         return metrics
     write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
@@ -170,6 +216,31 @@ def thread_share(launcher: DictConfig) -> int | None:
     each core once; None (torch's default) for one at a time."""
     workers = parallel_workers(launcher)
     return None if workers == 1 else max(1, (os.cpu_count() or 1) // workers)
+
+
+def record_interruption(out: Path, trainer: L.Trainer, exc: BaseException, metrics: dict | None = None) -> None:
+    """Mark the run interrupted in its metrics.json (the signal, where it stopped, the checkpoint
+    and the command that resumes it) and raise Interrupted. Lightning's own SIGTERM handling
+    (a signal before this run's handlers were in place) stops without a checkpoint of its own:
+    the run then resumes from its last one."""
+    if not isinstance(exc, Interrupted):
+        testing = trainer.state.fn == "test"
+        batch = None if testing else trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        exc = Interrupted(signal.SIGTERM, trainer.current_epoch + (0 if testing else 1), batch, trainer.global_step, None)
+    exc.resume_command = f"python -m autoencoder.train resume={out}"
+    record = (metrics or _run_metrics(trainer)) | {
+        "status": "interrupted",
+        "signal": signal_name(exc.signum),
+        "epoch": exc.epoch,
+        "batch": exc.batch,
+        "global_step": exc.step,
+        "interrupt_checkpoint": exc.checkpoint,
+        "requeued_slurm_job": exc.requeued,
+        "resume": exc.resume_command,
+    }
+    if trainer.is_global_zero:
+        write_atomic(out / "metrics.json", json.dumps(record, indent=2) + "\n")
+    raise exc
 
 
 def record_failure(out: Path, error: str) -> None:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 from omegaconf import DictConfig
 
-from autoencoder.utils.errors import user_message
+from autoencoder.utils.errors import Interrupted, user_message
 
 EXIT_USER_ERROR = 2
 
@@ -47,7 +47,8 @@ def quiet_third_party() -> None:
 @contextmanager
 def command() -> Iterator[None]:
     """The body of a command: quiet third-party notes; a user error raised inside becomes one line
-    on stderr and exit code 2, anything else keeps its traceback.
+    on stderr and exit code 2, a run stopped by a signal one line and exit code 128 + the
+    signal's number, anything else keeps its traceback.
 
     Used inside each `@hydra.main` function (it runs in every job, parallel sweep workers too) as
     well as by `run_cli`: Hydra reports a job's exception with a line of its own but lets
@@ -55,6 +56,9 @@ def command() -> Iterator[None]:
     quiet_third_party()
     try:
         yield
+    except Interrupted as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
     except Exception as exc:  # noqa: BLE001 - the point is to catch everything the user caused
         message = user_message(exc)
         if message is None or os.environ.get("AUTOENCODER_DEBUG") == "1":

@@ -5,12 +5,42 @@ checkpoints); `user_message` finds it, or Hydra's own composition error, inside 
 reached the command (autoencoder.utils.cli prints it).
 """
 
+import signal
+
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf.errors import OmegaConfBaseException
 
 
 class UserError(Exception):
     """Input the user can fix; its message says what was wrong and what is allowed."""
+
+
+def signal_name(signum: int) -> str:
+    return signal.Signals(signum).name
+
+
+class Interrupted(BaseException):
+    """A run stopped by a signal, at a step boundary (`batch` of `epoch`, 1-based; an epoch's last
+    batch is its end) or while testing (`batch` None), with the checkpoint it saved, if any.
+    A BaseException, so that nothing on the way out (a sweep's job, Hydra) takes it for one job's
+    error and goes on with the next; the command exits with 128 + the signal's number."""
+
+    def __init__(self, signum: int, epoch: int, batch: int | None, step: int, checkpoint: str | None, requeued: str | None = None) -> None:
+        super().__init__(signum, epoch, batch, step, checkpoint, requeued)
+        self.signum, self.epoch, self.batch, self.step, self.checkpoint, self.requeued = signum, epoch, batch, step, checkpoint, requeued
+        self.resume_command: str | None = None  # set by the run that knows its folder
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    def __str__(self) -> str:
+        where = "while testing" if self.batch is None else f"in epoch {self.epoch} after batch {self.batch} (step {self.step})"
+        parts = [f"stopped by {signal_name(self.signum)} {where}"]
+        parts += [f"checkpoint {self.checkpoint}"] if self.checkpoint else []
+        parts += [f"SLURM job {self.requeued} requeued"] if self.requeued else []
+        parts += [f"resume with: {self.resume_command}"] if self.resume_command else []
+        return "; ".join(parts)
 
 
 def _chain(exc: BaseException | None) -> list[BaseException]:

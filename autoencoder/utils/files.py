@@ -1,21 +1,59 @@
-"""Writes that a crash cannot leave half done: the text goes to a temporary file beside the target,
-which then replaces it in one step (os.replace is atomic on POSIX and Windows). A reader sees the
-old file or the new one, never a mix."""
+"""Writes that a crash cannot leave half done: the data go to a temporary file beside the target,
+flushed to disk, which then replaces it in one step (os.replace is atomic on POSIX and Windows). A
+reader sees the old file or the new one, never a mix, and a failed write (a full disk, a quota)
+leaves the old file as it was. A write killed with its process leaves only its temporary file,
+which `remove_stale_temporaries` clears later."""
 
 import os
 from pathlib import Path
 
+from autoencoder.utils.errors import UserError
 
-def write_atomic(path: str | Path, text: str) -> None:
+
+def _temporary(path: Path, pid: int) -> Path:
+    return path.with_name(f".{path.name}.{pid}.tmp")  # same folder: a rename, not a copy
+
+
+def write_atomic(path: str | Path, data: str | bytes | memoryview) -> None:
+    """Write `data` (text, or bytes) to `path` atomically. A write the folder cannot take is a
+    UserError naming the folder and the bytes the write needed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same folder: a rename, not a copy
+    payload = data.encode() if isinstance(data, str) else data
+    tmp = _temporary(path, os.getpid())
     try:
-        with tmp.open("w") as file:
-            file.write(text)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("wb") as file:
+            file.write(payload)
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise UserError(
+                f"cannot write {path.name} in {path.parent}: {exc.strerror or type(exc).__name__} "
+                f"({len(payload)} bytes needed); free space or pick a folder you can write to"
+            ) from exc
         raise
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporary files that writes of processes no longer running left in `folder`;
+    returns them. A live process's temporary file is its write in progress and is kept."""
+    stale = []
+    for tmp in Path(folder).glob(".*.tmp"):
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not _running(int(pid)):
+            tmp.unlink(missing_ok=True)
+            stale.append(tmp)
+    return stale
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's
+        return True
+    return True

@@ -23,7 +23,8 @@ def done(val, test):
 
 @pytest.fixture
 def sweep(tmp_path):
-    """A half-finished sweep: latent 2 and 8 over two seeds, one failed job, one pruned, one still running."""
+    """A half-finished sweep: latent 2 and 8 over two seeds, one failed job, one pruned, one
+    interrupted, one still running."""
     sweep = tmp_path / "sweep"
     job(sweep, "0", ["model.latent_dim=2", "seed=1"], done(0.040, 0.041))
     job(sweep, "1", ["model.latent_dim=2", "seed=2"], done(0.042, 0.043))
@@ -32,6 +33,8 @@ def sweep(tmp_path):
     job(sweep, "4", ["model.latent_dim=-1", "seed=1"], {"status": "failed", "error": "model.latent_dim must be a positive integer, got -1"})
     job(sweep, "5", ["model.latent_dim=32", "seed=1"])  # started, no metrics.json yet
     job(sweep, "6", ["model.latent_dim=4", "seed=1"], {"status": "pruned", "epochs": 2, "pruned_at_epoch": 2, "best_val_loss": 0.001, "val_loss": 0.3})
+    stopped = {"status": "interrupted", "signal": "SIGTERM", "epoch": 3, "batch": 120, "global_step": 1000, "best_val_loss": 0.05, "epochs": 2}
+    job(sweep, "7", ["model.latent_dim=16", "seed=1"], stopped)
     (sweep / "multirun.yaml").write_text("hydra: {}\n")  # not a job
     return sweep
 
@@ -39,15 +42,17 @@ def sweep(tmp_path):
 def test_summary_rows_sorted_with_failed_and_unfinished_jobs(sweep):
     rows = summarize(sweep)
     # completed jobs first: a pruned job's best val loss is from fewer epochs, however low
-    assert [r["job"] for r in rows] == ["2", "3", "0", "1", "6", "4", "5"]
-    assert [r["status"] for r in rows] == ["completed"] * 4 + ["pruned", "failed", "unfinished"]
+    assert [r["job"] for r in rows] == ["2", "3", "0", "1", "6", "7", "4", "5"]
+    assert [r["status"] for r in rows] == ["completed"] * 4 + ["pruned", "interrupted", "failed", "unfinished"]
     with open(sweep / "summary.csv") as file:
         saved = list(csv.DictReader(file))
-    assert [r["job"] for r in saved] == ["2", "3", "0", "1", "6", "4", "5"]
+    assert [r["job"] for r in saved] == ["2", "3", "0", "1", "6", "7", "4", "5"]
     assert saved[0]["overrides"] == "model.latent_dim=8 seed=1" and float(saved[0]["best_val_loss"]) == 0.010
-    assert saved[5]["error"] == "model.latent_dim must be a positive integer, got -1"
+    assert saved[5]["error"] == "SIGTERM in epoch 3 after batch 120"
+    assert saved[6]["error"] == "model.latent_dim must be a positive integer, got -1"
     text = (sweep / "summary.md").read_text()
-    assert "7 jobs: 4 completed, 1 pruned, 1 failed, 1 unfinished" in text
+    assert "8 jobs: 4 completed, 1 pruned, 1 interrupted, 1 failed, 1 unfinished" in text
+    assert "| interrupted: SIGTERM in epoch 3 after batch 120 |" in text
     assert "| failed: model.latent_dim must be a positive integer, got -1 |" in text
     assert "| pruned after epoch 2 |" in text
     assert (sweep / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

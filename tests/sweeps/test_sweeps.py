@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -87,3 +88,31 @@ def test_eight_jobs_on_two_parallel_workers_all_finish(tmp_path, fake_mnist):
         metrics = json.loads((sweep / row["job"] / "metrics.json").read_text())
         assert metrics["epochs"] == 1 and float(row["test_loss"]) == metrics["test_loss"]
     assert "8 jobs: 8 completed" in (sweep / "summary.md").read_text()
+
+
+def test_an_interrupted_sweep_is_listed_and_run_again_resumes_only_what_did_not_finish(tmp_path, fake_mnist):
+    from tests.training.test_interrupts import start_and_signal
+
+    sweep = tmp_path / "sweep"
+    # Job 0 is short, job 1 long enough to be found training (many steps of 10 images).
+    args = ["autoencoder.train", "-m", f"data.data_dir={fake_mnist}", "data.val_size=50", "data.check_md5=false", "trainer.accelerator=cpu",
+            "trainer.num_sanity_val_steps=0", "trainer.enable_model_summary=false", "logger=none", f"hydra.sweep.dir={sweep}",
+            "data.batch_size=64,10", "trainer.max_epochs=6"]  # fmt: skip
+    process = start_and_signal(args, sweep, [signal.SIGTERM], cwd=tmp_path, ready=sweep / "1" / "checkpoints" / "last.ckpt")
+    assert process.returncode == 128 + signal.SIGTERM, process.stderr.read()[-3000:]
+    summary = run_module("autoencoder.summarize", str(sweep), cwd=tmp_path)
+    assert summary.returncode == 0, summary.stderr[-3000:]
+    with open(sweep / "summary.csv") as file:
+        rows = {row["job"]: row for row in csv.DictReader(file)}
+    assert rows["0"]["status"] == "completed" and rows["1"]["status"] == "interrupted"
+    assert rows["1"]["error"].startswith("SIGTERM in epoch ")
+    first_job = (sweep / "0" / "checkpoints" / "last.ckpt").stat().st_mtime_ns
+
+    result = run_module(*args, "resume_unfinished=true", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(sweep / "summary.csv") as file:
+        rows = {row["job"]: row for row in csv.DictReader(file)}
+    assert [rows[job]["status"] for job in ("0", "1")] == ["completed", "completed"]
+    assert (sweep / "0" / "checkpoints" / "last.ckpt").stat().st_mtime_ns == first_job  # kept, not trained again
+    resumed = json.loads((sweep / "1" / "metrics.json").read_text())
+    assert resumed["epochs"] == 6 and [h["epoch"] for h in resumed["history"]] == [1, 2, 3, 4, 5, 6]

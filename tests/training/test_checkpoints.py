@@ -1,5 +1,7 @@
+import os
 import shutil
 
+import lightning as L
 import pytest
 import torch
 
@@ -80,3 +82,33 @@ def test_datamodule_for_takes_the_overrides(trained_checkpoint, tmp_path, monkey
     cfg, _ = load_trained(trained_checkpoint)
     assert str(datamodule_for(cfg).data_dir) == cfg.data.data_dir
     assert datamodule_for(cfg, {"data_dir": str(tmp_path / "typed"), "val_size": 9}).data_dir == tmp_path / "typed"
+
+
+def test_a_checkpoint_write_that_fails_leaves_the_previous_checkpoint_and_no_partial_file(make_cfg, tmp_path, monkeypatch):
+    from autoencoder.training.run import train
+    from autoencoder.utils import files
+
+    class DiskFullFromEpoch2(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            if trainer.current_epoch == 1:
+                self.last_before = (folder / "last.ckpt").read_bytes()
+                monkeypatch.setattr(files.os, "fsync", disk_full)
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    folder, full = tmp_path / "run" / "checkpoints", DiskFullFromEpoch2()
+    with pytest.raises(UserError, match=rf"cannot write best-epoch001.ckpt in {folder}: No space left on device \(\d+ bytes needed\)"):
+        train(make_cfg("trainer.max_epochs=2", "logger=none"), callbacks=[full])
+    assert (folder / "last.ckpt").read_bytes() == full.last_before
+    assert sorted(p.name for p in folder.iterdir()) == ["best-epoch000.ckpt", "last.ckpt"]
+
+
+def test_stale_temporary_files_of_killed_writes_are_removed_and_live_ones_kept(tmp_path):
+    from autoencoder.utils.files import remove_stale_temporaries
+
+    dead, alive = tmp_path / ".last.ckpt.4194999.tmp", tmp_path / f".best.ckpt.{os.getpid()}.tmp"  # 4194999: above Linux's pid limit
+    for path in (dead, alive):
+        path.write_bytes(b"partial")
+    assert remove_stale_temporaries(tmp_path) == [dead]
+    assert not dead.exists() and alive.exists()

@@ -3,6 +3,7 @@ import os
 import pytest
 
 from autoencoder.utils import files
+from autoencoder.utils.errors import UserError
 from autoencoder.utils.files import write_atomic
 
 
@@ -21,7 +22,12 @@ def test_a_crash_while_writing_leaves_the_previous_version_whole(tmp_path, monke
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(files.os, "fsync", disk_full)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(UserError, match=rf"cannot write metrics.json in {tmp_path}: No space left on device \(28 bytes needed\)"):
         write_atomic(path, '{"test_loss": 0.02, "half": ')
     assert path.read_text() == '{"test_loss": 0.01}\n'
     assert os.listdir(tmp_path) == ["metrics.json"]  # no temporary file left behind
+
+
+def test_bytes_are_written_as_they_are(tmp_path):
+    write_atomic(tmp_path / "model.ckpt", b"\x00\xff checkpoint")
+    assert (tmp_path / "model.ckpt").read_bytes() == b"\x00\xff checkpoint"
