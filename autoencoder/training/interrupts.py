@@ -104,7 +104,7 @@ class StopOnSignal(L.Callback):
         return received
 
     def _stop(self, trainer: L.Trainer, signum: int, batch: int) -> None:
-        trainer.save_checkpoint(self.checkpoint)
+        trainer.save_checkpoint(self.checkpoint, weights_only=False)
         requeued = None
         if signum in self.requeue_signals and trainer.is_global_zero and (job := slurm_job_id()):
             done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
