@@ -95,7 +95,10 @@ def test_a_failed_trial_does_not_end_the_search(tmp_path, fake_mnist):
     states = [t.state.name for t in optuna.load_study(study_name=STUDY, storage=storage).trials]
     assert states == ["FAIL", "COMPLETE"]
     summary = (tmp_path / "sweep" / "summary.md").read_text()
-    assert "2 jobs: 1 completed, 0 pruned, 0 interrupted, 1 failed" in summary and "failed: noise must be a number in [0, 1] for the Masking corruption, got 1.5" in summary
+    assert (
+        "2 jobs: 1 completed, 0 pruned, 0 interrupted, 1 failed" in summary
+        and "failed: noise must be a number in [0, 1] for the Masking corruption, got 1.5" in summary
+    )
 
 
 def test_the_best_trial_trains_again_from_the_command_the_summary_gives(tmp_path, fake_mnist):

@@ -3,6 +3,7 @@ that says so, the command exits 128 + the signal, and the resumed run ends exact
 left alone ends: same batches, same noise, same weights."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -250,3 +251,19 @@ def test_slurm_pre_timeout_signal_requeues_and_the_requeued_job_resumes_in_its_f
     assert finished["status"] == "completed" and finished["epochs"] == 6
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6 * 25
     assert calls.read_text() == "requeue 4242_3\n"  # no second requeue
+
+
+@pytest.mark.slow
+def test_ddp_processes_stop_at_the_same_step_and_resume_together(tmp_path, fake_mnist):
+    run = tmp_path / "run"
+    args = ["autoencoder.train", *long_run(fake_mnist, run), "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
+    process = start_and_signal(args, run, [signal.SIGTERM], cwd=tmp_path)  # the first process only, as a scheduler may
+    assert process.returncode == 128 + signal.SIGTERM, process.stderr.read()[-3000:]
+    stopped = json.loads((run / "metrics.json").read_text())
+    assert stopped["status"] == "interrupted" and torch.load(stopped["interrupt_checkpoint"], weights_only=True)["global_step"] == stopped["global_step"]
+
+    result = run_module("autoencoder.train", f"resume={run}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((run / "metrics.json").read_text())["status"] == "completed"
+    steps_per_process = math.ceil(25 / 2)  # 25 batches of 10 shared by two processes
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6 * steps_per_process
