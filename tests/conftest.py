@@ -37,8 +37,9 @@ def fake_digits(n: int, is_test: bool, seed: int) -> tuple[np.ndarray, np.ndarra
     return images.astype(np.uint8), labels.astype(np.uint8)
 
 
-def make_fake_mnist(root: Path) -> Path:
-    raw = root / "MNIST" / "raw"
+def make_fake_mnist(root: Path, folder: str = "MNIST") -> Path:
+    """A data_dir holding <folder>/raw/ with the fake images in MNIST's IDX files."""
+    raw = root / folder / "raw"
     raw.mkdir(parents=True)
     for n, is_test, prefix in ((TRAIN_SIZE, False, "train"), (TEST_SIZE, True, "t10k")):
         images, labels = fake_digits(n, is_test, seed=int(is_test))

@@ -80,6 +80,11 @@ BAD_INPUTS = [
     (TRAIN + ("seed=abc",), "seed must be an integer in [0, 4294967295], got 'abc'"),
     (TRAIN + ("early_stopping.patience=-1",), "early_stopping.patience must be an integer >= 0, got -1"),
     (TRAIN + ("trainer=gpu", "trainer.precision=32-true"), "the Trainer refused trainer.accelerator=gpu"),
+    (
+        TRAIN + ("data=fashion_mnist", "data.classes=[sneakers]"),
+        "data.classes: 'sneakers' is not a class of FashionMNISTDataModule (its classes: 0 T-shirt/top",
+    ),
+    (TRAIN + ("data=kmnist", "data.data_dir={tmp}/missing"), "KMNIST is not in {tmp}/missing/KMNIST/raw and could not be downloaded"),
     (TRAIN + ("model=resnet",), "unknown model option 'resnet' (allowed: conv, mlp)"),
     (TRAIN + ("optimizer=lbfgs",), "unknown optimizer option 'lbfgs' (allowed: adam, adamw)"),
     (TRAIN + ("scheduler=cyclic",), "unknown scheduler option 'cyclic' (allowed: cosine, none, onecycle, plateau)"),

@@ -102,6 +102,12 @@ def anything_of(*rules: Rule) -> Rule:
 
 
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGHUP")
+CLASSES = Rule(
+    lambda v: (
+        v is None or (isinstance(v, list) and len(v) > 0 and len(set(v)) == len(v) and all((_is_int(c) and c >= 0) or (isinstance(c, str) and c) for c in v))
+    ),
+    "a non-empty list of distinct class names or labels (integers >= 0) or null",
+)
 FRACTION = Rule(lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)")
 COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CORRUPTIONS = tuple(sorted(p.stem for p in (CONFIG_DIR / "corruption").glob("*.yaml")))
@@ -159,7 +165,7 @@ RULES: dict[str, Rule] = {
     "data.shuffle_seed": integer(0),
     "data.download": boolean(),
     "data.check_md5": boolean(),
-    "data.classes": integers(0, 9, distinct=True, null=True),
+    "data.classes": CLASSES,
     "early_stopping.monitor": text(),
     "early_stopping.mode": one_of("min", "max"),
     "early_stopping.patience": integer(0),

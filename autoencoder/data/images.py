@@ -38,8 +38,16 @@ def to_unit_range(images: torch.Tensor) -> torch.Tensor:
     return images if images.is_floating_point() else images.float().div_(255)
 
 
+def _key(name: str) -> str:
+    """A class name as the user may type it: `Ankle boot`, `ankle_boot` and `ankleboot` are one."""
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
 class ImageDataModule(L.LightningDataModule):
-    """Train/val/test loaders over uint8 images in memory; subclasses provide the files."""
+    """Train/val/test loaders over uint8 images in memory; subclasses provide the files and the
+    class names, label by label (`classes` may name a class or give its label)."""
+
+    class_names: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -48,7 +56,7 @@ class ImageDataModule(L.LightningDataModule):
         train_size: int | None = None,
         split_seed: int = 0,
         shuffle_seed: int = 0,
-        classes: Sequence[int] | None = None,
+        classes: Sequence[int | str] | None = None,
     ):
         super().__init__()
         self.batch_size = batch_size
@@ -56,9 +64,21 @@ class ImageDataModule(L.LightningDataModule):
         self.train_size = train_size
         self.split_seed = split_seed
         self.shuffle_seed = shuffle_seed
-        self.classes = sorted(classes) if classes is not None else None
+        self.classes = sorted(self.labels_of(classes)) if classes is not None else None
         self.train_set = self.val_set = self.test_set = None
         self.device = torch.device("cpu")
+
+    def labels_of(self, classes: Sequence[int | str]) -> list[int]:
+        """The labels of classes given by name or label; anything else is a UserError listing them."""
+        keys = {_key(name): label for label, name in enumerate(self.class_names)}
+        labels = []
+        for c in classes:
+            label = c if isinstance(c, int) and not isinstance(c, bool) else keys.get(_key(c)) if isinstance(c, str) else None
+            if label is None or not 0 <= label < (len(self.class_names) or label + 1):
+                names = ", ".join(name if name == str(i) else f"{i} {name}" for i, name in enumerate(self.class_names))
+                raise UserError(f"data.classes: {c!r} is not a class of {type(self).__name__} (its classes: {names}; give names or labels)")
+            labels.append(label)
+        return labels
 
     def load(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Images (N, C, H, W) uint8 and labels (N,) int64 of the dataset's `train` or `test` split."""

@@ -1,13 +1,15 @@
-"""MNIST from the four official IDX files in `<data_dir>/MNIST/raw/` (torchvision's layout).
+"""MNIST and the datasets in its format (Fashion-MNIST, KMNIST): four IDX files in
+`<data_dir>/<name>/raw/` (torchvision's layout).
 
-Each file's header and size are checked, and its md5 against the official files; the images are
-decoded once into uint8 tensors (47 MB for the 60k training images). When the files are missing,
-torchvision downloads them; with no network the run stops with one line saying where to put them.
+Each file's header and size are checked, and its md5 against the official files where one is
+published; the images are decoded once into uint8 tensors (47 MB for the 60k training images).
+When the files are missing, torchvision downloads them; with no network the run stops with one
+line saying where to put them.
 """
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -20,28 +22,28 @@ from autoencoder.utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
-# md5 of the official files after gunzip (the .gz md5s are checked by torchvision on download).
-OFFICIAL_MD5 = {
-    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
-    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
-    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
-    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
-}
 SPLIT_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 DATA_ENV = "AUTOENCODER_DATA_DIR"
 
 
-def load_split(raw_dir: Path, split: str, check_md5: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (N, 1, H, W) uint8 and labels (N,) int64 of the official `train` or `test` split."""
+def load_split(raw_dir: Path, split: str, md5: Mapping[str, str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (N, 1, H, W) uint8 and labels (N,) int64 of the `train` or `test` split, each file
+    checked against its md5 in `md5` when it has one there."""
     paths = [raw_dir / name for name in SPLIT_FILES[split]]
-    images, labels = (read_idx(p, OFFICIAL_MD5[p.name] if check_md5 else None) for p in paths)
+    images, labels = (read_idx(p, (md5 or {}).get(p.name)) for p in paths)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise UserError(f"{paths[0]} and {paths[1]} do not match: images {list(images.shape)}, labels {list(labels.shape)}")
     return images.unsqueeze(1), labels.long()
 
 
-class MNISTDataModule(ImageDataModule):
-    """The 60k official training images (split into train and val) and the 10k test images."""
+class IDXDataModule(ImageDataModule):
+    """A dataset in MNIST's format: 60k training and 10k test images of 28x28 in four IDX files in
+    `<data_dir>/<folder>/raw/`. A subclass names the folder, torchvision's class that downloads
+    the files, the md5 of the files (after gunzip) where they are published, and the class names."""
+
+    folder: str
+    torchvision_class: str
+    md5: Mapping[str, str] = {}
 
     def __init__(
         self,
@@ -53,34 +55,70 @@ class MNISTDataModule(ImageDataModule):
         shuffle_seed: int = 0,
         download: bool = True,
         check_md5: bool = True,
-        classes: Sequence[int] | None = None,
+        classes: Sequence[int | str] | None = None,
     ):
         super().__init__(batch_size, val_size, train_size, split_seed, shuffle_seed, classes)
         self.save_hyperparameters()
         self.data_dir = Path(data_dir).expanduser() if data_dir else REPO_DIR / "data"
-        self.raw_dir = self.data_dir / "MNIST" / "raw"
+        self.raw_dir = self.data_dir / self.folder / "raw"
         self.download = download
         self.check_md5 = check_md5
 
     @override
     def prepare_data(self) -> None:
-        missing = [name for name in OFFICIAL_MD5 if not (self.raw_dir / name).is_file()]
+        names = [name for files in SPLIT_FILES.values() for name in files]
+        missing = [name for name in names if not (self.raw_dir / name).is_file()]
         if not missing:
             return
-        where = f"put the four MNIST files ({', '.join(OFFICIAL_MD5)}) in {self.raw_dir} or set {DATA_ENV} to a folder holding MNIST/raw/"
+        where = f"put the four {self.folder} files ({', '.join(names)}) in {self.raw_dir} or set {DATA_ENV} to a folder holding {self.folder}/raw/"
         if not self.download:
-            raise UserError(f"MNIST files missing from {self.raw_dir}: {', '.join(missing)}; {where}")
-        log.info("MNIST files missing from %s; downloading them with torchvision", self.raw_dir)
-        from torchvision.datasets import MNIST
+            raise UserError(f"{self.folder} files missing from {self.raw_dir}: {', '.join(missing)}; {where}")
+        log.info("%s files missing from %s; downloading them with torchvision", self.folder, self.raw_dir)
+        import torchvision.datasets
 
         try:
-            MNIST(str(self.data_dir), train=True, download=True)
+            getattr(torchvision.datasets, self.torchvision_class)(str(self.data_dir), train=True, download=True)
         except Exception as exc:  # noqa: BLE001 - any network or disk failure means the same to the user
             text = " ".join(str(exc).split())
             found = re.search(r"<urlopen error ([^>]*)>", text)
             reason = found.group(1) if found else text[:160]
-            raise UserError(f"MNIST is not in {self.raw_dir} and could not be downloaded ({reason}); {where}") from exc
+            raise UserError(f"{self.folder} is not in {self.raw_dir} and could not be downloaded ({reason}); {where}") from exc
 
     @override
     def load(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        return load_split(self.raw_dir, split, self.check_md5)
+        return load_split(self.raw_dir, split, self.md5 if self.check_md5 else None)
+
+
+class MNISTDataModule(IDXDataModule):
+    """Handwritten digits (LeCun et al. 1998)."""
+
+    folder, torchvision_class = "MNIST", "MNIST"
+    md5 = {
+        "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+        "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+        "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+        "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+    }
+    class_names = tuple(str(digit) for digit in range(10))
+
+
+class FashionMNISTDataModule(IDXDataModule):
+    """Zalando's article images (Xiao et al. 2017), MNIST's format and sizes."""
+
+    folder, torchvision_class = "FashionMNIST", "FashionMNIST"
+    md5 = {
+        "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+        "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+        "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+        "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+    }
+    class_names = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+class KMNISTDataModule(IDXDataModule):
+    """Kuzushiji-MNIST (Clanuwat et al. 2018): ten cursive Japanese characters in MNIST's format.
+    Only the md5 of its gzipped files is published (torchvision checks them when it downloads),
+    so its unpacked files get the header and size checks alone."""
+
+    folder, torchvision_class = "KMNIST", "KMNIST"
+    class_names = ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")

@@ -59,9 +59,9 @@ BAD = [
     (["data.batch_size=0"], "data.batch_size must be an integer >= 1, got 0"),
     (["data.val_size=-1"], "data.val_size must be an integer >= 1, got -1"),
     (["data.train_size=1.5"], "data.train_size must be an integer >= 1 or null, got 1.5"),
-    (["data.classes=[]"], r"data.classes must be a non-empty list of distinct integers in \[0, 9\] or null, got \[\]"),
-    (["data.classes=[2,2]"], r"data.classes must be a non-empty list of distinct integers in \[0, 9\] or null, got \[2, 2\]"),
-    (["data.classes=[10]"], r"data.classes must be .*, got \[10\]"),
+    (["data.classes=[]"], r"data.classes must be a non-empty list of distinct class names or labels \(integers >= 0\) or null, got \[\]"),
+    (["data.classes=[2,2]"], r"data.classes must be a non-empty list of distinct class names or labels \(integers >= 0\) or null, got \[2, 2\]"),
+    (["data.classes=[-1]"], r"data.classes must be .*, got \[-1\]"),
     (["trainer.max_epochs=abc"], "trainer.max_epochs must be an integer >= -1 or null, got 'abc'"),
     (
         ["trainer.limit_train_batches=-2"],

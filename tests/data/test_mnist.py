@@ -115,7 +115,7 @@ def test_corrupt_file(tmp_path, damage, message):
 
 def test_md5_check_rejects_unofficial_files(fake_mnist):
     with pytest.raises(UserError, match="fails its md5 check"):
-        load_split(fake_mnist / "MNIST" / "raw", "train", check_md5=True)
+        load_split(fake_mnist / "MNIST" / "raw", "train", MNISTDataModule.md5)
 
 
 def test_mismatched_images_and_labels(tmp_path):
