@@ -3,8 +3,8 @@
 A multirun writes one folder per job (`<sweep>/<n>/`, with Hydra's `.hydra/overrides.yaml` and, once
 the job ends, our `metrics.json`). The summary has one row per job: its overrides, best val loss,
 test loss, epochs, samples/s, status (completed, pruned by an Optuna search, interrupted by a
-signal with where it stopped, failed with its error, or unfinished) and folder, sorted by best val loss; the best job's overrides are given as the
-command that trains it again; jobs that differ only in `seed` are also grouped as mean ± std; a plot
+signal with where it stopped, failed with its error, or unfinished) and folder, sorted by best val
+loss; the best job's overrides are given as the command that trains it again; jobs that differ only in `seed` are also grouped as mean ± std; a plot
 shows the test loss against the swept parameters. It is written as `summary.csv`, `summary.md` and
 `summary.png` in the sweep folder, by `SweepSummary` when a multirun ends, or by this command for a
 sweep that is still running or was stopped.
@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 from typing_extensions import override
 
-from autoencoder.utils.errors import UserError
+from autoencoder.utils.errors import UserError, stop_point
 from autoencoder.utils.files import write_atomic
 from autoencoder.utils.tables import markdown_table, mean_std
 
@@ -56,8 +56,7 @@ def _interruption(metrics: dict) -> str | None:
     """Where an interrupted job stopped, in its error column: `SIGTERM in epoch 2 after batch 40`."""
     if metrics.get("status") != "interrupted":
         return None
-    where = "while testing" if metrics.get("batch") is None else f"in epoch {metrics.get('epoch')} after batch {metrics['batch']}"
-    return f"{metrics.get('signal')} {where}"
+    return f"{metrics.get('signal')} {stop_point(metrics.get('epoch'), metrics.get('batch'))}"
 
 
 def read_sweep(sweep: Path) -> list[dict]:

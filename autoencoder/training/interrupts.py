@@ -1,6 +1,7 @@
 """Runs that stop when told to: a scheduler's SIGTERM, Ctrl-C (SIGINT) or SLURM's warning before
-the time limit (SIGUSR1, or SIGUSR2 as submitit asks for it) ends a run at the next step boundary with a checkpoint of that moment,
-instead of killing it mid-step or letting it exit 0 as if it had finished.
+the time limit (SIGUSR1, or SIGUSR2 as submitit asks for it) ends a run at the next step boundary
+with a checkpoint of that moment, instead of killing it mid-step or letting it exit 0 as if it had
+finished.
 
 `SignalListener` only records the first signal (a second one ends the process at once, by the
 signal's default action: every file the framework writes is replaced atomically, so nothing is

@@ -247,13 +247,8 @@ def record_failure(out: Path, error: str) -> None:
     """Mark the run failed in its metrics.json, with its one-line error (for the sweep's summary).
     Only in a folder train() started (it holds config.yaml), and never over a completed run's
     metrics.json (a failed resume of it)."""
-    path = out / "metrics.json"
-    try:
-        completed = json.loads(path.read_text()).get("status", "completed") == "completed"
-    except (OSError, ValueError, AttributeError):
-        completed = False
-    if rank_zero_only.rank == 0 and (out / "config.yaml").is_file() and not completed:
-        write_atomic(path, json.dumps({"status": "failed", "error": error}, indent=2) + "\n")
+    if rank_zero_only.rank == 0 and (out / "config.yaml").is_file() and run_status(out) != "completed":
+        write_atomic(out / "metrics.json", json.dumps({"status": "failed", "error": error}, indent=2) + "\n")
 
 
 def train_job(cfg: DictConfig, launcher: DictConfig | None = None) -> float | None:

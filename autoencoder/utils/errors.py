@@ -19,6 +19,11 @@ def signal_name(signum: int) -> str:
     return signal.Signals(signum).name
 
 
+def stop_point(epoch: int, batch: int | None) -> str:
+    """Where a run stopped, as the command and the sweep summary say it."""
+    return "while testing" if batch is None else f"in epoch {epoch} after batch {batch}"
+
+
 class Interrupted(BaseException):
     """A run stopped by a signal, at a step boundary (`batch` of `epoch`, 1-based; an epoch's last
     batch is its end) or while testing (`batch` None), with the checkpoint it saved, if any.
@@ -35,8 +40,8 @@ class Interrupted(BaseException):
         return 128 + self.signum
 
     def __str__(self) -> str:
-        where = "while testing" if self.batch is None else f"in epoch {self.epoch} after batch {self.batch} (step {self.step})"
-        parts = [f"stopped by {signal_name(self.signum)} {where}"]
+        step = "" if self.batch is None else f" (step {self.step})"
+        parts = [f"stopped by {signal_name(self.signum)} {stop_point(self.epoch, self.batch)}{step}"]
         parts += [f"checkpoint {self.checkpoint}"] if self.checkpoint else []
         parts += [f"SLURM job {self.requeued} requeued"] if self.requeued else []
         parts += [f"resume with: {self.resume_command}"] if self.resume_command else []
