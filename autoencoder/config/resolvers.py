@@ -7,6 +7,7 @@
 - `${first_set:<a>,<b>}`: a unless it is null, else b (a resumed run's folder, else a new one).
 - `${sqlite_folder:<path>}`: the folder, created if missing, as an absolute path; SQLite cannot
   create the folder of its database (the Optuna study's storage).
+- `${channels:<grayscale>}`: 1 for grayscale images, else 3 (a colour dataset's `image_shape`).
 """
 
 import os
@@ -26,4 +27,5 @@ def _sqlite_folder(path: str) -> str:
 OmegaConf.register_new_resolver("fastest_precision", fastest_precision, replace=True)
 OmegaConf.register_new_resolver("run_id", lambda: str(os.getpid()), use_cache=True, replace=True)
 OmegaConf.register_new_resolver("first_set", lambda a, b: b if a is None else a, replace=True)
+OmegaConf.register_new_resolver("channels", lambda grayscale: 1 if grayscale else 3, replace=True)
 OmegaConf.register_new_resolver("sqlite_folder", _sqlite_folder, use_cache=True, replace=True)

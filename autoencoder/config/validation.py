@@ -166,6 +166,7 @@ RULES: dict[str, Rule] = {
     "data.download": boolean(),
     "data.check_md5": boolean(),
     "data.classes": CLASSES,
+    "data.image_shape": integers(1, length=3),
     "early_stopping.monitor": text(),
     "early_stopping.mode": one_of("min", "max"),
     "early_stopping.patience": integer(0),
@@ -314,7 +315,15 @@ def _requeue_signals_stop_the_run(cfg: DictConfig) -> None:
         raise UserError(f"interrupts.requeue_signals must be among interrupts.signals ({signals}), got {outside[0]}")
 
 
-CROSS_CHECKS = (_noise_fits_corruption, _precision_fits_accelerator, _schedule_has_an_end, _requeue_signals_stop_the_run)
+def _model_fits_data(cfg: DictConfig) -> None:
+    model, data = cfg.get("model"), cfg.get("data")
+    if model and data and "input_shape" in model and "image_shape" in data:
+        shape, images = list(model.input_shape), list(data.image_shape)
+        if shape != images:
+            raise UserError(f"model.input_shape must be the data's image shape {images} (data.image_shape), got {shape}")
+
+
+CROSS_CHECKS = (_model_fits_data, _noise_fits_corruption, _precision_fits_accelerator, _schedule_has_an_end, _requeue_signals_stop_the_run)
 
 
 def validate(cfg: DictConfig) -> None:

@@ -7,6 +7,9 @@ A dataset is a subclass that provides two methods (and one YAML in conf/data/):
 - `load(split)`: images (N, C, H, W) uint8 and labels (N,) int64 of the dataset's own `train` or
   `test` split, read from those files and checked.
 
+The dataset's YAML also sets `image_shape` (C, H, W), which the model's `input_shape` follows, so a
+network is built for the data without being told; `setup` checks the images have that shape.
+
 Everything else is shared. The `train` split is divided into train and val by a seeded permutation
 (`val_size`, `split_seed`); `classes` keeps only those labels in train and val (one-class training),
 `train_size` only the first images of the seeded train part. The test split is always whole and
@@ -57,8 +60,10 @@ class ImageDataModule(L.LightningDataModule):
         split_seed: int = 0,
         shuffle_seed: int = 0,
         classes: Sequence[int | str] | None = None,
+        image_shape: Sequence[int] | None = None,
     ):
         super().__init__()
+        self.image_shape = tuple(image_shape) if image_shape is not None else None
         self.batch_size = batch_size
         self.val_size = val_size
         self.train_size = train_size
@@ -89,6 +94,10 @@ class ImageDataModule(L.LightningDataModule):
         if self.train_set is not None:
             return
         images, labels = self.load("train")
+        if self.image_shape is not None and tuple(images.shape[1:]) != self.image_shape:
+            raise UserError(
+                f"data.image_shape is {list(self.image_shape)} but {type(self).__name__}'s images are {list(images.shape[1:])}; leave data.image_shape as the dataset sets it"
+            )
         if self.val_size >= len(images):
             raise UserError(f"data.val_size must be smaller than the {len(images)} training images, got {self.val_size}")
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.split_seed))
