@@ -1,5 +1,6 @@
-"""One-class anomaly detection, the whole table (ten digits x three seeds): `python -m autoencoder.anomaly`;
-a part of it: `python -m autoencoder.anomaly digits=[3] seeds=[0] noise=0.3`."""
+"""One-class anomaly detection, the whole table (every class x three seeds): `python -m autoencoder.anomaly`;
+a part of it: `python -m autoencoder.anomaly classes=[3] seeds=[0] noise=0.3`. It returns the mean
+validation AUROC of the chosen score, so a sweep over its settings (`-m`) is chosen on validation."""
 
 import hydra
 from omegaconf import DictConfig
@@ -12,7 +13,8 @@ from autoencoder.utils.cli import command, run_cli
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="anomaly")
 def main(cfg: DictConfig) -> float:
     with command():
-        return anomaly(cfg)["relative"]["mean_auroc"]
+        summary = anomaly(cfg)
+        return summary["val"][summary["chosen_score"]]["mean_auroc"]
 
 
 if __name__ == "__main__":

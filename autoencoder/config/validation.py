@@ -230,7 +230,8 @@ RULES: dict[str, Rule] = {
     "trainer.enable_autolog_hparams": boolean(),
     "trainer.model_registry": text(null=True),
     # anomaly
-    "digits": integers(0, 9, distinct=True),
+    "classes": CLASSES,
+    "test": boolean(),
     "seeds": integers(0, 2**32 - 1, distinct=True),
     # evaluate and encode
     "batch_size": integer(1),

@@ -73,15 +73,16 @@ class ImageDataModule(L.LightningDataModule):
         self.train_set = self.val_set = self.test_set = None
         self.device = torch.device("cpu")
 
-    def labels_of(self, classes: Sequence[int | str]) -> list[int]:
-        """The labels of classes given by name or label; anything else is a UserError listing them."""
+    def labels_of(self, classes: Sequence[int | str], key: str = "data.classes") -> list[int]:
+        """The labels of classes given by name or label; anything else is a UserError (on the
+        setting `key`) listing them."""
         keys = {_key(name): label for label, name in enumerate(self.class_names)}
         labels = []
         for c in classes:
             label = c if isinstance(c, int) and not isinstance(c, bool) else keys.get(_key(c)) if isinstance(c, str) else None
             if label is None or not 0 <= label < (len(self.class_names) or label + 1):
                 names = ", ".join(name if name == str(i) else f"{i} {name}" for i, name in enumerate(self.class_names))
-                raise UserError(f"data.classes: {c!r} is not a class of {type(self).__name__} (its classes: {names}; give names or labels)")
+                raise UserError(f"{key}: {c!r} is not a class of {type(self).__name__} (its classes: {names}; give names or labels)")
             labels.append(label)
         return labels
 
@@ -95,9 +96,8 @@ class ImageDataModule(L.LightningDataModule):
             return
         images, labels = self.load("train")
         if self.image_shape is not None and tuple(images.shape[1:]) != self.image_shape:
-            raise UserError(
-                f"data.image_shape is {list(self.image_shape)} but {type(self).__name__}'s images are {list(images.shape[1:])}; leave data.image_shape as the dataset sets it"
-            )
+            found = f"{type(self).__name__}'s images are {list(images.shape[1:])}"
+            raise UserError(f"data.image_shape is {list(self.image_shape)} but {found}; leave data.image_shape as the dataset sets it")
         if self.val_size >= len(images):
             raise UserError(f"data.val_size must be smaller than the {len(images)} training images, got {self.val_size}")
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.split_seed))

@@ -84,7 +84,7 @@ def test_bad_training_values_name_the_key_the_value_and_what_is_allowed(override
 @pytest.mark.parametrize(
     "name, overrides, message",
     [
-        ("anomaly", ["digits=[11]"], r"digits must be a non-empty list of distinct integers in \[0, 9\], got \[11\]"),
+        ("anomaly", ["classes=[-1]"], r"classes must be a non-empty list of distinct class names or labels \(integers >= 0\) or null, got \[-1\]"),
         ("anomaly", ["seeds=[0,0]"], r"seeds must be a non-empty list of distinct integers in \[0, 4294967295\], got \[0, 0\]"),
         (
             "evaluate",

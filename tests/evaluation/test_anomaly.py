@@ -5,64 +5,98 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 import autoencoder.evaluation.anomaly as anomaly_module
+from autoencoder.data.mnist import FashionMNISTDataModule
 from autoencoder.evaluation.anomaly import PUBLISHED, anomaly, table
 from autoencoder.training.checkpoints import load_trained
 from autoencoder.utils.errors import UserError
-from tests.conftest import FAST, compose_entry, run_module
+from tests.conftest import FAST, compose_entry, make_fake_mnist, run_module
 from tests.data.test_mnist import datamodule as make_datamodule
 
 
 def test_published_means_match_the_paper():
-    means = {name: sum(v) / 10 for name, v in PUBLISHED.items()}
+    means = {name: sum(v) / 10 for name, v in PUBLISHED["MNISTDataModule"].items()}
     assert means == pytest.approx({"DCAE (Ruff et al.)": 89.65, "OC Deep SVDD (Ruff et al.)": 94.8}, abs=0.01)
 
 
-def test_table_means_over_digits_then_seeds():
-    results = [{"digit": d, "seed": s, "auroc_mse": 90.0 + d + 2 * s, "auroc_relative": 95.0} for d in (0, 1) for s in (0, 1)]
-    summary, markdown = table(results, [0, 1], [0, 1])
-    assert summary["mse"]["auroc_per_digit"] == {0: [90.0, 92.0], 1: [91.0, 93.0]}
-    assert summary["mse"]["mean_auroc"] == pytest.approx(91.5)  # seed means 90.5 and 92.5
-    assert summary["mse"]["mean_auroc_std_over_seeds"] == pytest.approx(2**0.5)
-    assert summary["relative"]["mean_auroc"] == 95.0 and summary["relative"]["mean_auroc_std_over_seeds"] == 0
-    assert "| 0 | 91.0 ± 1.4 | 95.0 ± 0.0 | 97.6 | 98.0 |" in markdown
-    assert "| mean | **91.5 ± 1.4** | **95.0 ± 0.0** | 97.95 | 98.85 |" in markdown
+def test_table_means_over_classes_then_seeds_and_chooses_the_score_on_validation():
+    results = [
+        {"class": c, "seed": s, "test_auroc_mse": 90.0 + c + 2 * s, "test_auroc_relative": 95.0, "val_auroc_mse": 80.0, "val_auroc_relative": 70.0 + c}
+        for c in (0, 1)
+        for s in (0, 1)
+    ]
+    summary, markdown = table(results, [0, 1], [0, 1], ("0", "1"), PUBLISHED["MNISTDataModule"])
+    assert summary["test"]["mse"]["auroc_per_class"] == {0: [90.0, 92.0], 1: [91.0, 93.0]}
+    assert summary["test"]["mse"]["mean_auroc"] == pytest.approx(91.5)  # seed means 90.5 and 92.5
+    assert summary["test"]["mse"]["mean_auroc_std_over_seeds"] == pytest.approx(2**0.5)
+    assert summary["test"]["relative"]["mean_auroc"] == 95.0 and summary["test"]["relative"]["mean_auroc_std_over_seeds"] == 0
+    # The relative error wins on test, but the MSE score on validation: the MSE score is chosen.
+    assert summary["chosen_score"] == "mse"
+    assert "| 0 | 91.0 ± 1.4 | 95.0 ± 0.0 | 80.0 ± 0.0 | 70.0 ± 0.0 | 97.6 | 98.0 |" in markdown
+    assert "| mean | **91.5 ± 1.4** | **95.0 ± 0.0** | **80.0 ± 0.0** | **70.5 ± 0.0** | 97.95 | 98.85 |" in markdown
+
+
+def test_class_names_label_the_rows():
+    results = [{"class": 7, "seed": 0, "val_auroc_mse": 80.0, "val_auroc_relative": 70.0}]
+    summary, markdown = table(results, [7], [0], FashionMNISTDataModule.class_names, {})
+    assert summary["class_names"] == ["7 Sneaker"] and "test" not in summary
+    assert markdown.splitlines()[0] == "| class | val, MSE score | val, relative-error score |"
+    assert "| 7 Sneaker | 80.0 | 70.0 |" in markdown
 
 
 def entry(tmp_path, fake_mnist, *overrides):
     return compose_entry("anomaly", tmp_path, f"data.data_dir={fake_mnist}", *FAST, "logger=none", *overrides)
 
 
-def test_one_class_runs_score_the_whole_test_set_and_resume(fake_mnist, tmp_path, monkeypatch):
-    summary = anomaly(entry(tmp_path, fake_mnist, "digits=[0,4]", "seeds=[0]", "data.val_size=100"))
-    test_x, test_y = make_datamodule(fake_mnist).split("test")
-    assert summary["digits"] == [0, 4] and len(summary["runs"]) == 2
+def test_one_class_runs_score_whole_splits_and_resume(fake_mnist, tmp_path, monkeypatch):
+    # Chosen without the test set: the test set is not scored at all.
+    summary = anomaly(entry(tmp_path, fake_mnist, "classes=[0,4]", "seeds=[0]", "data.val_size=100", "test=false"))
+    assert summary["classes"] == [0, 4] and len(summary["runs"]) == 2 and "test" not in summary
+    assert all("test_auroc_mse" not in run for run in summary["runs"])
+    dm = make_datamodule(fake_mnist, val_size=100)
     for run in summary["runs"]:
-        folder = tmp_path / f"digit{run['digit']}" / "seed0"
+        folder = tmp_path / f"class{run['class']}" / "seed0"
         assert json.loads((folder / "anomaly.json").read_text()) == run
-        # The AUROC is that of the run's own checkpoint, scored on the whole test set.
+        # The validation AUROC is that of the run's own checkpoint on the whole validation split,
+        # every class in it, though the run trained and validated on one class.
+        val_x, val_y = dm.split("val")
         _, lit = load_trained(run["checkpoint"])
         with torch.no_grad():
-            recon = lit(test_x)
-        is_anomaly = (test_y != run["digit"]).numpy()
-        assert run["auroc_mse"] == pytest.approx(100 * roc_auc_score(is_anomaly, (recon - test_x).square().flatten(1).mean(1).numpy()), abs=1e-6)
-        config = (folder / "config.yaml").read_text()
-        assert f"classes:\n  - {run['digit']}" in config
-    assert json.loads((tmp_path / "anomaly.json").read_text())["mse"]["mean_auroc"] == pytest.approx(summary["mse"]["mean_auroc"])
+            recon = lit(val_x)
+        is_anomaly = (val_y != run["class"]).numpy()
+        assert run["val_auroc_mse"] == pytest.approx(100 * roc_auc_score(is_anomaly, (recon - val_x).square().flatten(1).mean(1).numpy()), abs=1e-6)
+        assert f"classes:\n  - {run['class']}" in (folder / "config.yaml").read_text()
+    assert json.loads((tmp_path / "anomaly.json").read_text())["val"]["mse"]["mean_auroc"] == pytest.approx(summary["val"]["mse"]["mean_auroc"])
     assert "| 4 |" in (tmp_path / "anomaly.md").read_text()
 
+    # Asked again with the test set, the trained runs are scored on it, not trained again.
     monkeypatch.setattr(anomaly_module, "train", lambda cfg: pytest.fail("a finished run was trained again"))
-    assert anomaly(entry(tmp_path, fake_mnist, "digits=[0,4]", "seeds=[0]"))["relative"] == summary["relative"]
+    again = anomaly(entry(tmp_path, fake_mnist, "classes=[0,4]", "seeds=[0]", "data.val_size=100"))
+    assert again["val"] == summary["val"] and set(again["test"]) == {"mse", "relative"}
+    test_x, test_y = dm.split("test")
+    run = again["runs"][1]
+    with torch.no_grad():
+        recon = load_trained(run["checkpoint"])[1](test_x)
+    errors = (recon - test_x).square().flatten(1).mean(1).numpy()
+    assert run["test_auroc_mse"] == pytest.approx(100 * roc_auc_score((test_y != 4).numpy(), errors), abs=1e-6)
+
+
+def test_classes_by_name_on_another_dataset(tmp_path):
+    data = make_fake_mnist(tmp_path / "data", "FashionMNIST")
+    summary = anomaly(entry(tmp_path / "out", data, "data=fashion_mnist", "classes=[sneaker]", "seeds=[0]", "data.val_size=100"))
+    assert summary["classes"] == [7] and summary["class_names"] == ["7 Sneaker"] and summary["data"] == "FashionMNISTDataModule"
+    assert "| 7 Sneaker |" in (tmp_path / "out" / "anomaly.md").read_text()
 
 
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["digits=[]"], "digits must be a non-empty list"),
-        (["digits=[3,12]"], r"digits must be a non-empty list of distinct integers in \[0, 9\], got \[3, 12\]"),
+        (["classes=[]"], "classes must be a non-empty list"),
+        (["classes=[3,12]"], r"^classes: 12 is not a class of MNISTDataModule \(its classes: 0, 1, 2"),
+        (["test=maybe"], "test must be true or false, got 'maybe'"),
         (["seeds=[1,1]"], "seeds must be a non-empty list of distinct"),
     ],
 )
-def test_bad_digit_and_seed_lists(fake_mnist, tmp_path, overrides, message):
+def test_bad_class_and_seed_lists(fake_mnist, tmp_path, overrides, message):
     with pytest.raises(UserError, match=message):
         anomaly(entry(tmp_path, fake_mnist, *overrides))
 
