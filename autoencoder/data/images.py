@@ -41,6 +41,11 @@ def to_unit_range(images: torch.Tensor) -> torch.Tensor:
     return images if images.is_floating_point() else images.float().div_(255)
 
 
+def class_names(datamodule: L.LightningDataModule, labels: torch.Tensor) -> list[str]:
+    """The data module's class names, or the labels as text for one that names none."""
+    return list(getattr(datamodule, "class_names", ())) or [str(c) for c in range(int(labels.max()) + 1)]
+
+
 def _key(name: str) -> str:
     """A class name as the user may type it: `Ankle boot`, `ankle_boot` and `ankleboot` are one."""
     return "".join(ch for ch in name.lower() if ch.isalnum())

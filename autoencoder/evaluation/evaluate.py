@@ -32,9 +32,10 @@ from torchvision.utils import make_grid, save_image
 
 from autoencoder import CONFIG_DIR
 from autoencoder.config.validation import validate
+from autoencoder.data.images import class_names
 from autoencoder.evaluation.batched import in_batches
 from autoencoder.evaluation.figures import latent_scatter, psnr_plot
-from autoencoder.evaluation.metrics import knn_accuracy, linear_probe_accuracy, psnr, ssim
+from autoencoder.evaluation.metrics import knn_accuracy, linear_probe_accuracy, per_image_mse, psnr, ssim
 from autoencoder.training.checkpoints import datamodule_for, load_trained
 from autoencoder.utils.files import write_atomic
 from autoencoder.utils.tables import markdown_table
@@ -58,12 +59,16 @@ def corruption(name: str, noise: float) -> torch.nn.Module:
     return instantiate(OmegaConf.load(CONFIG_DIR / "corruption" / f"{name}.yaml"), noise=noise)
 
 
-def reconstruction(recon: torch.Tensor, clean: torch.Tensor) -> dict:
+def reconstruction(recon: torch.Tensor, clean: torch.Tensor, labels: torch.Tensor, names: list[str]) -> dict:
+    """Test MSE, BCE, PSNR and SSIM, and the MSE of each class (by name): which classes the
+    network reconstructs worst."""
+    errors = per_image_mse(recon, clean)
     return {
         "mse": float(F.mse_loss(recon, clean)),
         "bce": float(F.binary_cross_entropy(recon.clamp(1e-7, 1 - 1e-7), clean)),
         "psnr_db": float(psnr(recon, clean).mean()),
         "ssim": ssim(recon, clean),
+        "mse_per_class": {name: float(errors[labels == c].mean()) for c, name in enumerate(names) if (labels == c).any()},
     }
 
 
@@ -99,21 +104,21 @@ def denoising(module: torch.nn.Module, val: torch.Tensor, test: torch.Tensor, cf
     return rows
 
 
-def latent_figures(module: torch.nn.Module, codes: torch.Tensor, labels: torch.Tensor, cfg: DictConfig) -> dict[str, Figure]:
-    """Scatter of the codes (PCA when wider than 2), optional t-SNE, manifold for a 2-D latent."""
+def latent_figures(codes: torch.Tensor, labels: torch.Tensor, names: list[str], cfg: DictConfig) -> dict[str, Figure]:
+    """Scatter of the codes (PCA when wider than 2) and optional t-SNE, classes named by `names`."""
     figures = {}
     if codes.shape[1] == 2:
-        figures["latent"] = latent_scatter(codes, labels, "test latent space")
+        figures["latent"] = latent_scatter(codes, labels, "test latent space", names)
     else:
         pca = PCA(2, random_state=cfg.seed).fit(codes.numpy())
         figures["latent"] = latent_scatter(
-            torch.from_numpy(pca.transform(codes.numpy())), labels, f"test latent space ({codes.shape[1]} dims), PCA", ("PC 1", "PC 2")
+            torch.from_numpy(pca.transform(codes.numpy())), labels, f"test latent space ({codes.shape[1]} dims), PCA", names, ("PC 1", "PC 2")
         )
     if cfg.latent.tsne:
         n = min(cfg.latent.tsne_points, len(codes))
         embedded = TSNE(2, init="pca", random_state=cfg.seed).fit_transform(codes[:n].numpy())
         figures["latent_tsne"] = latent_scatter(
-            torch.from_numpy(embedded), labels[:n], f"test latent space ({codes.shape[1]} dims), t-SNE of {n} codes", ("t-SNE 1", "t-SNE 2")
+            torch.from_numpy(embedded), labels[:n], f"test latent space ({codes.shape[1]} dims), t-SNE of {n} codes", names, ("t-SNE 1", "t-SNE 2")
         )
     return figures
 
@@ -157,6 +162,7 @@ def features(module: torch.nn.Module, train: tuple, test: tuple, test_codes: tor
 def markdown(result: dict) -> str:
     """evaluation.json's tables, readable."""
     rec, feats = result["reconstruction"], result["features"]
+    per_class = rec["mse_per_class"]
     tables = [
         markdown_table(
             ["test MSE", "test BCE", "test PSNR (dB)", "test SSIM"], [[f"{rec['mse']:.5f}", f"{rec['bce']:.4f}", f"{rec['psnr_db']:.2f}", f"{rec['ssim']:.4f}"]]
@@ -172,8 +178,9 @@ def markdown(result: dict) -> str:
             [f"features ({feats['train_images']} train images)", "dims", "linear probe", f"{feats['knn_k']}-NN"],
             ([k, v["dims"], f"{v['linear_probe_accuracy']:.4f}", f"{v['knn_accuracy']:.4f}"] for k, v in feats.items() if isinstance(v, dict)),
         ),
+        markdown_table(["class", *per_class], [["test MSE", *(f"{v:.5f}" for v in per_class.values())]]),
     ]
-    return f"# Evaluation of {result['checkpoint']}\n\n" + "\n".join(tables)
+    return f"# Evaluation of {result['checkpoint']} on {result['data']}\n\n" + "\n".join(tables)
 
 
 def evaluate(cfg: DictConfig, data_overrides: Mapping | None = None) -> dict:
@@ -187,15 +194,21 @@ def evaluate(cfg: DictConfig, data_overrides: Mapping | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     writer = SummaryWriter(str(out / "tensorboard"))
 
-    result = {"checkpoint": str(Path(cfg.ckpt_path).expanduser().resolve()), "latent_dim": module.net.latent_dim, "trained_noise": run_cfg.noise}
+    names = class_names(data, test_y)
+    result = {
+        "checkpoint": str(Path(cfg.ckpt_path).expanduser().resolve()),
+        "data": type(data).__name__,
+        "latent_dim": module.net.latent_dim,
+        "trained_noise": run_cfg.noise,
+    }
     codes = in_batches(module.net.encode, test_x, cfg.batch_size)
-    result["reconstruction"] = reconstruction(in_batches(module.net.decode, codes, cfg.batch_size), test_x)
+    result["reconstruction"] = reconstruction(in_batches(module.net.decode, codes, cfg.batch_size), test_x, test_y, names)
     log.info("reconstruction: %s", result["reconstruction"])
     result["denoising"] = denoising(module, data.split("val")[0], test_x, cfg)
     result["features"] = features(module, data.split("train"), (test_x, test_y), codes, cfg)
 
     figures = {"denoising_psnr": psnr_plot(result["denoising"])}
-    figures.update(latent_figures(module, codes, test_y, cfg))
+    figures.update(latent_figures(codes, test_y, names, cfg))
     if codes.shape[1] == 2:
         grid = manifold(module, codes, cfg.latent.manifold_steps)
         save_image(grid, out / "manifold.png")
@@ -204,9 +217,10 @@ def evaluate(cfg: DictConfig, data_overrides: Mapping | None = None) -> dict:
         figure.savefig(out / f"{name}.png", dpi=100)
         writer.add_figure(f"eval/{name}", figure, close=False)
     n = min(cfg.latent.projector_points, len(codes))
-    writer.add_embedding(codes[:n], metadata=test_y[:n].tolist(), label_img=test_x[:n], tag="test_latent")
+    writer.add_embedding(codes[:n], metadata=[names[c] for c in test_y[:n].tolist()], label_img=test_x[:n], tag="test_latent")
     for key, value in result["reconstruction"].items():
-        writer.add_scalar(f"eval/reconstruction/{key}", value)
+        for name, v in value.items() if isinstance(value, dict) else [(None, value)]:
+            writer.add_scalar(f"eval/reconstruction/{key}" + (f"/{name}" if name else ""), v)
     for name, scores in result["features"].items():
         if isinstance(scores, dict):
             writer.add_scalar(f"eval/linear_probe/{name}", scores["linear_probe_accuracy"])

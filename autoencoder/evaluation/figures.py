@@ -1,16 +1,22 @@
 """Figures drawn on `matplotlib.figure.Figure` objects directly: no pyplot state, so importing this
 module leaves the caller's matplotlib backend alone."""
 
+from collections.abc import Sequence
+
 import torch
 from matplotlib.figure import Figure
 
 
-def latent_scatter(codes: torch.Tensor, labels: torch.Tensor, title: str, axes: tuple[str, str] = ("z[0]", "z[1]")) -> Figure:
-    """A scatter of 2-D points (latent codes or a 2-D map of them), one colour per class."""
-    figure = Figure(figsize=(6, 5))
+def latent_scatter(codes: torch.Tensor, labels: torch.Tensor, title: str, class_names: Sequence[str], axes: tuple[str, str] = ("z[0]", "z[1]")) -> Figure:
+    """A scatter of 2-D points (latent codes or a 2-D map of them), one colour per class, the
+    colour bar naming the classes."""
+    k = len(class_names)
+    figure = Figure(figsize=(6.5, 5))
     ax = figure.subplots()
-    points = ax.scatter(codes[:, 0], codes[:, 1], c=labels, cmap="tab10", s=3, vmin=-0.5, vmax=9.5)
-    figure.colorbar(points, ax=ax, ticks=range(10), label="class")
+    cmap = "tab10" if k <= 10 else "tab20" if k <= 20 else "viridis"
+    points = ax.scatter(codes[:, 0], codes[:, 1], c=labels, cmap=cmap, s=3, vmin=-0.5, vmax=k - 0.5)
+    bar = figure.colorbar(points, ax=ax, ticks=range(k), label="class")
+    bar.ax.set_yticklabels(class_names)
     ax.set(xlabel=axes[0], ylabel=axes[1], title=title)
     figure.tight_layout()
     return figure

@@ -16,6 +16,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torchvision.utils import make_grid, save_image
 from typing_extensions import override
 
+from autoencoder.data.images import class_names
 from autoencoder.evaluation.figures import latent_scatter
 from autoencoder.utils.errors import UserError
 
@@ -217,7 +218,9 @@ class ValidationImages(L.Callback):
         if tensorboard is not None:
             tensorboard.add_image("val/reconstructions", grid, trainer.global_step)
         if self.codes:
-            figure = latent_scatter(torch.cat(self.codes), torch.cat(self.labels), f"validation latent space, epoch {trainer.current_epoch + 1}")
+            labels = torch.cat(self.labels)
+            title = f"validation latent space, epoch {trainer.current_epoch + 1}"
+            figure = latent_scatter(torch.cat(self.codes), labels, title, class_names(trainer.datamodule, labels))
             figure.savefig(self.output_dir / "latent.png", dpi=100)
             if tensorboard is not None:
                 tensorboard.add_figure("val/latent", figure, trainer.global_step, close=False)

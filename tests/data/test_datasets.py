@@ -76,6 +76,9 @@ def test_train_and_evaluate_on_each_dataset(make_cfg, fake_data, tmp_path, name)
     assert checkpoint["datamodule_hyper_parameters"]["data_dir"] == str(fake_data)
     result = evaluate(compose_entry("evaluate", tmp_path / "evaluation", f"ckpt_path={metrics['best_checkpoint']}", *SMALL))
     assert result["reconstruction"]["mse"] > 0 and (tmp_path / "evaluation" / "evaluation.json").is_file()
+    names = DATASETS[name][1].class_names
+    assert list(result["reconstruction"]["mse_per_class"]) == list(names)  # the tables name the classes
+    assert f"| class | {' | '.join(names)} |" in (tmp_path / "evaluation" / "evaluation.md").read_text()
 
 
 @pytest.fixture(scope="module")

@@ -27,13 +27,15 @@ def test_evaluate_writes_every_measure(trained_checkpoint, fake_mnist, tmp_path)
     assert json.loads((tmp_path / "evaluation.json").read_text()) == result
     # The reconstruction figures are those of the checkpoint's own network on the test split.
     net = LitAutoencoder.load_from_checkpoint(trained_checkpoint, map_location="cpu", weights_only=True).eval().net
-    test_x, _ = datamodule_for(load_trained(trained_checkpoint)[0], {"data_dir": str(fake_mnist)}).split("test")
+    test_x, test_y = datamodule_for(load_trained(trained_checkpoint)[0], {"data_dir": str(fake_mnist)}).split("test")
     with torch.no_grad():
         recon = net(test_x)
     rec = result["reconstruction"]
     assert rec["mse"] == pytest.approx(float((recon - test_x).square().mean()), rel=1e-5)
     assert rec["psnr_db"] == pytest.approx(float(psnr(recon, test_x).mean()), rel=1e-5)
     assert rec["bce"] == pytest.approx(float(torch.nn.functional.binary_cross_entropy(recon.clamp(1e-7, 1 - 1e-7), test_x)), rel=1e-5)
+    assert rec["mse_per_class"]["3"] == pytest.approx(float((recon - test_x)[test_y == 3].square().mean()), rel=1e-5)
+    assert list(rec["mse_per_class"]) == [str(c) for c in range(10)] and result["data"] == "MNISTDataModule"
     rows = result["denoising"]
     assert [(r["corruption"], r["noise"]) for r in rows] == [(c, n) for c in ("gaussian", "masking", "salt_pepper") for n in (0.1, 0.4)]
     assert all(r["filter"] in FILTERS for r in rows)
@@ -47,11 +49,12 @@ def test_evaluate_writes_every_measure(trained_checkpoint, fake_mnist, tmp_path)
     assert features["pixels"]["knn_accuracy"] > 0.9 and features["pixels"]["linear_probe_accuracy"] > 0.9
     for png in ("denoising_psnr", "latent", "latent_tsne", "manifold"):
         assert (tmp_path / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "| gaussian | 0.4 |" in (tmp_path / "evaluation.md").read_text()
+    tables = (tmp_path / "evaluation.md").read_text()
+    assert "| gaussian | 0.4 |" in tables and "| class | 0 | 1 | 2 |" in tables and "on MNISTDataModule" in tables
 
     events = EventAccumulator(str(tmp_path / "tensorboard"))
     events.Reload()
-    assert {"eval/reconstruction/mse", "eval/linear_probe/latent", "eval/knn/pixels"} <= set(events.Tags()["scalars"])
+    assert {"eval/reconstruction/mse", "eval/reconstruction/mse_per_class/9", "eval/linear_probe/latent", "eval/knn/pixels"} <= set(events.Tags()["scalars"])
     assert {"eval/manifold", "eval/denoising_psnr", "eval/latent"} <= set(events.Tags()["images"])
     projector = list((tmp_path / "tensorboard").rglob("sprite.png"))
     assert projector and (projector[0].parent / "metadata.tsv").read_text().count("\n") == 30

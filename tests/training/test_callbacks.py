@@ -50,11 +50,12 @@ def test_the_grid_is_topped_up_when_classes_are_missing(tmp_path):
     assert torch.allclose(grid_rows(tmp_path / "reconstructions.png", 3, 4)[0], images[[0, 3, 1], 0], atol=1 / 255)
 
 
-def test_latent_scatter_draws_without_pyplot(tmp_path):
+def test_latent_scatter_draws_without_pyplot_and_names_the_classes(tmp_path):
     backend = matplotlib.get_backend()
-    codes, labels = torch.randn(100, 2), torch.arange(100) % 10
-    figure = latent_scatter(codes, labels, "test latent space, PCA", ("PC 1", "PC 2"))
-    ax = figure.axes[0]
+    codes, labels = torch.randn(100, 2), torch.arange(100) % 3
+    figure = latent_scatter(codes, labels, "test latent space, PCA", ("cat", "dog", "ship"), ("PC 1", "PC 2"))
+    ax, bar = figure.axes
+    assert [t.get_text() for t in bar.get_yticklabels()] == ["cat", "dog", "ship"]
     assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == ("test latent space, PCA", "PC 1", "PC 2")
     assert torch.allclose(torch.from_numpy(ax.collections[0].get_offsets().data).float(), codes)
     assert matplotlib.get_backend() == backend
