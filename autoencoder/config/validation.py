@@ -232,6 +232,7 @@ RULES: dict[str, Rule] = {
     # anomaly
     "classes": CLASSES,
     "test": boolean(),
+    "knn_k": integer(1),
     "seeds": integers(0, 2**32 - 1, distinct=True),
     # evaluate and encode
     "batch_size": integer(1),

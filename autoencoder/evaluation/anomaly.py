@@ -1,9 +1,10 @@
 """One-class anomaly detection by reconstruction error, the protocol of Ruff et al. 2018 (Deep SVDD,
 ICML, Table 1): for each class c, train only on training images of c, score images by how badly
 they are reconstructed, and report the AUROC with the other classes as anomalies
-(`python -m autoencoder.anomaly`, any dataset: `data=fashion_mnist`). Two scores side by side: the
-per-image MSE, and the relative error ||x - x'||^2 / ||x||^2, which does not reward images with
-little ink.
+(`python -m autoencoder.anomaly`, any dataset: `data=fashion_mnist`). Three scores side by side:
+the per-image MSE; the relative error ||x - x'||^2 / ||x||^2, which does not reward images with
+little ink; and the mean distance of an image's code to its k nearest codes of the training
+images (`knn_k`), which asks whether the encoder has seen anything like it.
 
 Each model is scored on the validation split (held out of the training set, every class in it)
 and, unless `test=false`, on the test set. Settings are chosen on the validation AUROC alone: run
@@ -23,10 +24,12 @@ import statistics
 from pathlib import Path
 
 from omegaconf import DictConfig, open_dict
+from torch import Tensor
 
 from autoencoder.config.validation import validate
 from autoencoder.evaluation.batched import in_batches
-from autoencoder.evaluation.metrics import auroc, per_image_mse, relative_error
+from autoencoder.evaluation.metrics import auroc, knn_distance, per_image_mse, relative_error
+from autoencoder.models.networks import Autoencoder
 from autoencoder.training.checkpoints import datamodule_for, load_trained, run_status
 from autoencoder.training.run import train
 from autoencoder.utils.files import write_atomic
@@ -34,7 +37,7 @@ from autoencoder.utils.tables import format_mean_std, markdown_table
 
 log = logging.getLogger(__name__)
 
-SCORES = {"mse": per_image_mse, "relative": relative_error}
+SCORES = {"mse": "MSE", "relative": "relative-error", "latent_knn": "latent k-NN"}  # name: as the table heads it
 # AUROC in % for normal classes 0..9, by data module.
 PUBLISHED = {
     "MNISTDataModule": {  # Ruff et al. 2018, Table 1
@@ -50,15 +53,24 @@ def class_label(names: tuple[str, ...], label: int) -> str:
     return name if name == str(label) else f"{label} {name}"
 
 
-def score_run(run_dir: Path, best_checkpoint: str, label: int, splits: tuple[str, ...]) -> dict:
-    """AUROC of a one-class model on whole splits (`val`, `test`); anomalies are the other classes."""
+def scores(net: Autoencoder, images: Tensor, normal_codes: Tensor, k: int) -> dict[str, Tensor]:
+    """Every anomaly score of each image (higher = more anomalous), by name as in SCORES."""
+    codes = in_batches(net.encode, images)  # (N, latent_dim)
+    recon = in_batches(net.decode, codes)  # (N, C, H, W)
+    return {"mse": per_image_mse(recon, images), "relative": relative_error(recon, images), "latent_knn": knn_distance(normal_codes, codes, k)}
+
+
+def score_run(run_dir: Path, best_checkpoint: str, label: int, splits: tuple[str, ...], k: int) -> dict:
+    """AUROC of a one-class model on whole splits (`val`, `test`); anomalies are the other classes.
+    The latent k-NN score measures distances to the codes of the images the model trained on."""
     cfg, module = load_trained(best_checkpoint)
     datamodule = datamodule_for(cfg)
-    result = {"class": label, "seed": cfg.seed}
+    train_images, train_labels = datamodule.split("train")
+    normal_codes = in_batches(module.net.encode, train_images[train_labels == label])
+    result = {"class": label, "seed": cfg.seed, "knn_k": k}
     for split in splits:
         images, labels = datamodule.split(split)
-        recon = in_batches(module, images)
-        result |= {f"{split}_auroc_{name}": 100 * auroc(score(recon, images), labels != label) for name, score in SCORES.items()}
+        result |= {f"{split}_auroc_{name}": 100 * auroc(s, labels != label) for name, s in scores(module.net, images, normal_codes, k).items()}
     result["checkpoint"] = best_checkpoint
     write_atomic(run_dir / "anomaly.json", json.dumps(result, indent=2) + "\n")
     return result
@@ -69,7 +81,7 @@ def one_class_run(cfg: DictConfig, out: Path, label: int, seed: int, splits: tup
     run_dir = out / f"class{label}" / f"seed{seed}"
     wanted = [f"{split}_auroc_{name}" for split in splits for name in SCORES]
     done = json.loads((run_dir / "anomaly.json").read_text()) if (run_dir / "anomaly.json").is_file() else {}
-    if all(key in done for key in wanted):
+    if all(key in done for key in wanted) and done.get("knn_k") == cfg.knn_k:
         log.info("class %d seed %d: done before, reading %s", label, seed, run_dir / "anomaly.json")
         return done
     if run_status(run_dir) == "completed":  # trained before, scored on fewer splits
@@ -79,7 +91,7 @@ def one_class_run(cfg: DictConfig, out: Path, label: int, seed: int, splits: tup
         with open_dict(run_cfg):
             run_cfg.output_dir, run_cfg.seed, run_cfg.data.classes = str(run_dir), seed, [label]
         best = train(run_cfg)["best_checkpoint"]
-    result = score_run(run_dir, best, label, splits)
+    result = score_run(run_dir, best, label, splits, cfg.knn_k)
     log.info("class %d seed %d: %s", label, seed, ", ".join(f"{key} {result[key]:.2f}" for key in wanted))
     return result
 
@@ -102,7 +114,7 @@ def table(results: list[dict], labels: list[int], seeds: list[int], names: tuple
                 "mean_auroc": statistics.mean(seed_means),
                 "mean_auroc_std_over_seeds": statistics.stdev(seed_means) if len(seeds) > 1 else None,
             }
-            header.append(f"{split}, {'MSE' if name == 'mse' else 'relative-error'} score")
+            header.append(f"{split}, {SCORES[name]} score")
             columns.append([format_mean_std(by_class[c], ".1f") for c in labels] + [f"**{format_mean_std(seed_means, '.1f')}**"])
     summary["chosen_score"] = max(SCORES, key=lambda name: summary["val"][name]["mean_auroc"])
     summary["runs"] = results

@@ -27,6 +27,13 @@ def relative_error(images: Tensor, target: Tensor) -> Tensor:
     return err / target.float().square().flatten(1).sum(1).clamp_min(1e-10)
 
 
+def knn_distance(reference: Tensor, points: Tensor, k: int) -> Tensor:
+    """Mean Euclidean distance of each point to its k nearest reference points: far from every
+    training code means unlike the training images, an anomaly score in the latent space."""
+    nearest = torch.cat([torch.cdist(chunk, reference).topk(min(k, len(reference)), largest=False).values for chunk in points.split(1000)])
+    return nearest.mean(1)
+
+
 def psnr(images: Tensor, target: Tensor) -> Tensor:
     """Peak signal-to-noise ratio of each image in dB, peak 1: 10 log10(1 / MSE)."""
     return -10 * torch.log10(per_image_mse(images, target).clamp_min(1e-10))

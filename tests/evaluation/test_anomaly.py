@@ -21,6 +21,7 @@ def test_published_means_match_the_paper():
 def test_table_means_over_classes_then_seeds_and_chooses_the_score_on_validation():
     results = [
         {"class": c, "seed": s, "test_auroc_mse": 90.0 + c + 2 * s, "test_auroc_relative": 95.0, "val_auroc_mse": 80.0, "val_auroc_relative": 70.0 + c}
+        | {"test_auroc_latent_knn": 50.0, "val_auroc_latent_knn": 60.0}
         for c in (0, 1)
         for s in (0, 1)
     ]
@@ -31,16 +32,16 @@ def test_table_means_over_classes_then_seeds_and_chooses_the_score_on_validation
     assert summary["test"]["relative"]["mean_auroc"] == 95.0 and summary["test"]["relative"]["mean_auroc_std_over_seeds"] == 0
     # The relative error wins on test, but the MSE score on validation: the MSE score is chosen.
     assert summary["chosen_score"] == "mse"
-    assert "| 0 | 91.0 ± 1.4 | 95.0 ± 0.0 | 80.0 ± 0.0 | 70.0 ± 0.0 | 97.6 | 98.0 |" in markdown
-    assert "| mean | **91.5 ± 1.4** | **95.0 ± 0.0** | **80.0 ± 0.0** | **70.5 ± 0.0** | 97.95 | 98.85 |" in markdown
+    assert "| 0 | 91.0 ± 1.4 | 95.0 ± 0.0 | 50.0 ± 0.0 | 80.0 ± 0.0 | 70.0 ± 0.0 | 60.0 ± 0.0 | 97.6 | 98.0 |" in markdown
+    assert "| mean | **91.5 ± 1.4** | **95.0 ± 0.0** | **50.0 ± 0.0** | **80.0 ± 0.0** | **70.5 ± 0.0** | **60.0 ± 0.0** | 97.95 | 98.85 |" in markdown
 
 
 def test_class_names_label_the_rows():
-    results = [{"class": 7, "seed": 0, "val_auroc_mse": 80.0, "val_auroc_relative": 70.0}]
+    results = [{"class": 7, "seed": 0, "val_auroc_mse": 80.0, "val_auroc_relative": 70.0, "val_auroc_latent_knn": 90.0}]
     summary, markdown = table(results, [7], [0], FashionMNISTDataModule.class_names, {})
-    assert summary["class_names"] == ["7 Sneaker"] and "test" not in summary
-    assert markdown.splitlines()[0] == "| class | val, MSE score | val, relative-error score |"
-    assert "| 7 Sneaker | 80.0 | 70.0 |" in markdown
+    assert summary["class_names"] == ["7 Sneaker"] and "test" not in summary and summary["chosen_score"] == "latent_knn"
+    assert markdown.splitlines()[0] == "| class | val, MSE score | val, relative-error score | val, latent k-NN score |"
+    assert "| 7 Sneaker | 80.0 | 70.0 | 90.0 |" in markdown
 
 
 def entry(tmp_path, fake_mnist, *overrides):
@@ -64,6 +65,12 @@ def test_one_class_runs_score_whole_splits_and_resume(fake_mnist, tmp_path, monk
             recon = lit(val_x)
         is_anomaly = (val_y != run["class"]).numpy()
         assert run["val_auroc_mse"] == pytest.approx(100 * roc_auc_score(is_anomaly, (recon - val_x).square().flatten(1).mean(1).numpy()), abs=1e-6)
+        # The latent k-NN score: distances to the codes of the run's own training images.
+        train_x, train_y = dm.split("train")
+        with torch.no_grad():
+            normal, codes = lit.net.encode(train_x[train_y == run["class"]]), lit.net.encode(val_x)
+        distances = torch.cdist(codes, normal).sort(1).values[:, :5].mean(1)
+        assert run["val_auroc_latent_knn"] == pytest.approx(100 * roc_auc_score(is_anomaly, distances.numpy()), abs=1e-6)
         assert f"classes:\n  - {run['class']}" in (folder / "config.yaml").read_text()
     assert json.loads((tmp_path / "anomaly.json").read_text())["val"]["mse"]["mean_auroc"] == pytest.approx(summary["val"]["mse"]["mean_auroc"])
     assert "| 4 |" in (tmp_path / "anomaly.md").read_text()
@@ -71,7 +78,7 @@ def test_one_class_runs_score_whole_splits_and_resume(fake_mnist, tmp_path, monk
     # Asked again with the test set, the trained runs are scored on it, not trained again.
     monkeypatch.setattr(anomaly_module, "train", lambda cfg: pytest.fail("a finished run was trained again"))
     again = anomaly(entry(tmp_path, fake_mnist, "classes=[0,4]", "seeds=[0]", "data.val_size=100"))
-    assert again["val"] == summary["val"] and set(again["test"]) == {"mse", "relative"}
+    assert again["val"] == summary["val"] and set(again["test"]) == {"mse", "relative", "latent_knn"}
     test_x, test_y = dm.split("test")
     run = again["runs"][1]
     with torch.no_grad():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from autoencoder.evaluation.metrics import auroc, knn_accuracy, linear_probe_accuracy, per_image_mse, psnr, relative_error, ssim
+from autoencoder.evaluation.metrics import auroc, knn_accuracy, knn_distance, linear_probe_accuracy, per_image_mse, psnr, relative_error, ssim
 
 
 def test_psnr_of_a_known_mse():
@@ -52,3 +52,11 @@ def test_relative_error_ignores_how_much_ink_a_digit_has():
     faint[..., 0, :2], bold[..., :2, :] = 1.0, 1.0  # 2 and 8 lit pixels
     assert relative_error(faint * 0.9, faint).item() == pytest.approx(relative_error(bold * 0.9, bold).item())
     assert per_image_mse(faint * 0.9, faint).item() < per_image_mse(bold * 0.9, bold).item()
+
+
+def test_knn_distance_is_the_mean_distance_to_the_nearest_references():
+    reference = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]])
+    points = torch.tensor([[0.0, 0.0], [6.0, 0.0]])
+    assert knn_distance(reference, points, 1).tolist() == [0.0, 3.0]
+    assert knn_distance(reference, points, 2).tolist() == pytest.approx([1.5, 4.5])  # (0 + 3) / 2, (3 + 6) / 2
+    assert knn_distance(reference, points, 10).tolist() == pytest.approx([7 / 3, (3 + 6 + 52**0.5) / 3])  # k above the references: all of them
