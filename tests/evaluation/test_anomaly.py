@@ -13,9 +13,12 @@ from tests.conftest import FAST, compose_entry, make_fake_mnist, run_module
 from tests.data.test_mnist import datamodule as make_datamodule
 
 
-def test_published_means_match_the_paper():
-    means = {name: sum(v) / 10 for name, v in PUBLISHED["MNISTDataModule"].items()}
-    assert means == pytest.approx({"DCAE (Ruff et al.)": 89.65, "OC Deep SVDD (Ruff et al.)": 94.8}, abs=0.01)
+def test_published_means_match_the_papers():
+    means = {name: sum(v) / 10 for table in PUBLISHED.values() for name, v in table.items()}
+    assert means == pytest.approx(
+        {"DCAE (Ruff et al.)": 89.65, "OC Deep SVDD (Ruff et al.)": 94.8, "GeoTrans (Golan & El-Yaniv)": 93.5, "ARNet (Ye et al.)": 93.9},
+        abs=0.1,  # the papers' means are of unrounded per-class figures
+    )
 
 
 def test_table_means_over_classes_then_seeds_and_chooses_the_score_on_validation():
