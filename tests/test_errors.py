@@ -2,10 +2,12 @@ import shutil
 
 import pytest
 from hydra.errors import InstantiationException, MissingConfigException
+from PIL import Image
 
 from autoencoder.utils.cli import command
 from autoencoder.utils.errors import UserError, user_message
 from tests.conftest import run_module
+from tests.data.test_cifar import make_fake_cifar
 
 
 def raised_from(outer: Exception, cause: Exception) -> Exception:
@@ -55,6 +57,13 @@ def bad_inputs_setup(tmp_path, fake_mnist, checkpoint) -> dict[str, str]:
         raw.mkdir(parents=True)
         for f in (fake_mnist / "MNIST" / "raw").iterdir():
             (raw / f.name).write_bytes(damage(f.read_bytes()) if f.name.startswith("train-images") else f.read_bytes())
+    batch = make_fake_cifar(tmp_path / "corrupt") / "cifar-10-batches-py" / "data_batch_1"  # and a truncated CIFAR-10 batch
+    batch.write_bytes(batch.read_bytes()[:1000])
+    (tmp_path / "no_images").mkdir()  # for data=folder: a folder without images, and one with an unreadable image
+    (tmp_path / "bad_image").mkdir()
+    for i in range(4):
+        Image.new("L", (8, 8), i).save(tmp_path / "bad_image" / f"{i}.png")
+    (tmp_path / "bad_image" / "x.png").write_bytes(b"not an image")
     (tmp_path / "notes.ckpt").write_text("not a checkpoint\n")
     (tmp_path / "a_file").write_text("")
     earlier = tmp_path / "outputs" / "earlier"
@@ -70,6 +79,8 @@ def bad_inputs_setup(tmp_path, fake_mnist, checkpoint) -> dict[str, str]:
 
 TRAIN = ("autoencoder.train", "data.data_dir={data}", "data.check_md5=false", "data.val_size=50", "trainer.max_epochs=1", "trainer.limit_train_batches=2")
 SEARCH = ("autoencoder.train", "-m", "hparams_search=optuna", *TRAIN[1:])
+# As long as TRAIN, whose keys a test's id leaves out: the ids of data=folder show its data.path.
+FOLDER = ("autoencoder.train", "data=folder", "data.size=8", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1")
 BAD_INPUTS = [
     (TRAIN + ("model.latent_dim=-3",), "model.latent_dim must be an integer >= 1, got -3"),
     (TRAIN + ("model.latent_dim=2.5",), "model.latent_dim must be an integer >= 1, got 2.5"),
@@ -85,6 +96,12 @@ BAD_INPUTS = [
         "data.classes: 'sneakers' is not a class of FashionMNISTDataModule (its classes: 0 T-shirt/top",
     ),
     (TRAIN + ("data=kmnist", "data.data_dir={tmp}/missing"), "KMNIST is not in {tmp}/missing/KMNIST/raw and could not be downloaded"),
+    (TRAIN + ("data=cifar10", "data.data_dir={tmp}/missing"), "CIFAR-10 is not in {tmp}/missing/cifar-10-batches-py and could not be downloaded"),
+    (
+        TRAIN + ("data=cifar10", "data.data_dir={tmp}/missing", "data.download=false"),
+        "CIFAR-10 files missing from {tmp}/missing/cifar-10-batches-py: data_batch_1",
+    ),
+    (TRAIN + ("data=cifar10", "data.data_dir={tmp}/corrupt"), "{tmp}/corrupt/cifar-10-batches-py/data_batch_1 cannot be unpickled"),
     (TRAIN + ("model=resnet",), "unknown model option 'resnet' (allowed: conv, mlp)"),
     (TRAIN + ("optimizer=lbfgs",), "unknown optimizer option 'lbfgs' (allowed: adam, adamw)"),
     (TRAIN + ("scheduler=cyclic",), "unknown scheduler option 'cyclic' (allowed: cosine, none, onecycle, plateau)"),
@@ -97,6 +114,9 @@ BAD_INPUTS = [
     (TRAIN + ("data.data_dir={tmp}/missing",), "MNIST is not in {tmp}/missing/MNIST/raw and could not be downloaded"),
     (TRAIN + ("data.data_dir={tmp}/corrupt",), "is not an unsigned-byte IDX file (bad magic number"),
     (TRAIN + ("data.data_dir={tmp}/truncated",), "the file is truncated or corrupt"),
+    (FOLDER + ("data.path={tmp}/missing",), "data.path {tmp}/missing does not exist; give the folder that holds your images"),
+    (FOLDER + ("data.path={tmp}/no_images",), "data.path {tmp}/no_images holds no image files (the files read: .png, .jpg, .jpeg, .bmp, .gif, .webp, .tif"),
+    (FOLDER + ("data.path={tmp}/bad_image",), "{tmp}/bad_image/x.png is not an image Pillow can read (cannot identify image file"),
     (TRAIN + ("ckpt_path={tmp}/missing.ckpt",), "ckpt_path {tmp}/missing.ckpt does not exist"),
     (TRAIN + ("ckpt_path={tmp}/notes.ckpt",), "ckpt_path {tmp}/notes.ckpt is not a Lightning checkpoint this framework wrote"),
     (TRAIN + ("ckpt_path={ckpt}", "model.latent_dim=8"), "holds a different model than the configured one"),

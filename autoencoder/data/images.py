@@ -11,12 +11,13 @@ The dataset's YAML also sets `image_shape` (C, H, W), which the model's `input_s
 network is built for the data without being told; `setup` checks the images have that shape.
 
 Everything else is shared. The `train` split is divided into train and val by a seeded permutation
-(`val_size`, `split_seed`); `classes` keeps only those labels in train and val (one-class training),
-`train_size` only the first images of the seeded train part. The test split is always whole and
-is only used for testing. Batches are one indexing op on the tensors with a slice of a seeded
-permutation (`ShuffledBatches`); on a GPU the tensors live in its memory. Every consumer receives
-floats in [0, 1] on the training device, made by `to_unit_range`: from the loaders through
-`on_after_batch_transfer`, or from `split(name)` outside a Trainer.
+(`val_size`: a number of images, or a fraction of them; `split_seed`); `classes` keeps only those
+labels in train and val (one-class training), `train_size` only the first images of the seeded
+train part. The test split is always whole and is only used for testing. Batches are one
+indexing op on the tensors with a slice of a seeded permutation (`ShuffledBatches`); on a GPU the
+tensors live in its memory. Every consumer receives floats in [0, 1] on the training device, made
+by `to_unit_range`: from the loaders through `on_after_batch_transfer`, or from `split(name)`
+outside a Trainer.
 """
 
 import logging
@@ -60,7 +61,7 @@ class ImageDataModule(L.LightningDataModule):
     def __init__(
         self,
         batch_size: int = 128,
-        val_size: int = 5000,
+        val_size: int | float = 5000,
         train_size: int | None = None,
         split_seed: int = 0,
         shuffle_seed: int = 0,
@@ -103,10 +104,12 @@ class ImageDataModule(L.LightningDataModule):
         if self.image_shape is not None and tuple(images.shape[1:]) != self.image_shape:
             found = f"{type(self).__name__}'s images are {list(images.shape[1:])}"
             raise UserError(f"data.image_shape is {list(self.image_shape)} but {found}; leave data.image_shape as the dataset sets it")
-        if self.val_size >= len(images):
+        # An integer is a number of images, a float in (0, 1) a fraction of them (at least one).
+        val_size = self.val_size if isinstance(self.val_size, int) else max(1, round(self.val_size * len(images)))
+        if val_size >= len(images):
             raise UserError(f"data.val_size must be smaller than the {len(images)} training images, got {self.val_size}")
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.split_seed))
-        train_idx, val_idx = order[self.val_size :], order[: self.val_size]
+        train_idx, val_idx = order[val_size:], order[:val_size]
         if self.classes is not None:  # one-class training: train and val keep only these labels
             keep = torch.isin(labels, torch.tensor(self.classes))
             train_idx, val_idx = train_idx[keep[train_idx]], val_idx[keep[val_idx]]

@@ -7,8 +7,6 @@ When the files are missing, torchvision downloads them; with no network the run 
 line saying where to put them.
 """
 
-import logging
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -16,11 +14,10 @@ import torch
 from typing_extensions import override
 
 from autoencoder import REPO_DIR
+from autoencoder.data.download import fetch_files
 from autoencoder.data.idx import read_idx
 from autoencoder.data.images import ImageDataModule
 from autoencoder.utils.errors import UserError
-
-log = logging.getLogger(__name__)
 
 SPLIT_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 DATA_ENV = "AUTOENCODER_DATA_DIR"
@@ -68,22 +65,8 @@ class IDXDataModule(ImageDataModule):
     @override
     def prepare_data(self) -> None:
         names = [name for files in SPLIT_FILES.values() for name in files]
-        missing = [name for name in names if not (self.raw_dir / name).is_file()]
-        if not missing:
-            return
         where = f"put the four {self.folder} files ({', '.join(names)}) in {self.raw_dir} or set {DATA_ENV} to a folder holding {self.folder}/raw/"
-        if not self.download:
-            raise UserError(f"{self.folder} files missing from {self.raw_dir}: {', '.join(missing)}; {where}")
-        log.info("%s files missing from %s; downloading them with torchvision", self.folder, self.raw_dir)
-        import torchvision.datasets
-
-        try:
-            getattr(torchvision.datasets, self.torchvision_class)(str(self.data_dir), train=True, download=True)
-        except Exception as exc:  # noqa: BLE001 - any network or disk failure means the same to the user
-            text = " ".join(str(exc).split())
-            found = re.search(r"<urlopen error ([^>]*)>", text)
-            reason = found.group(1) if found else text[:160]
-            raise UserError(f"{self.folder} is not in {self.raw_dir} and could not be downloaded ({reason}); {where}") from exc
+        fetch_files(self.folder, self.raw_dir, names, where, self.download, self.torchvision_class, self.data_dir)
 
     @override
     def load(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -57,7 +57,7 @@ BAD = [
     (["loss=l1"], "loss must be one of mse, bce, got 'l1'"),
     (["compile=fast"], "compile must be one of False, True, default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs, got 'fast'"),
     (["data.batch_size=0"], "data.batch_size must be an integer >= 1, got 0"),
-    (["data.val_size=-1"], "data.val_size must be an integer >= 1, got -1"),
+    (["data.val_size=-1"], r"data.val_size must be an integer >= 1 or a fraction in \(0, 1\) of the training images, got -1"),
     (["data.train_size=1.5"], "data.train_size must be an integer >= 1 or null, got 1.5"),
     (["data.classes=[]"], r"data.classes must be a non-empty list of distinct class names or labels \(integers >= 0\) or null, got \[\]"),
     (["data.classes=[2,2]"], r"data.classes must be a non-empty list of distinct class names or labels \(integers >= 0\) or null, got \[2, 2\]"),

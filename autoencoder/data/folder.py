@@ -1,0 +1,190 @@
+"""A folder of your own images: `data=folder data.path=<dir>`.
+
+The images (png, jpg/jpeg, bmp, gif, webp, tif/tiff, in any case) lie directly in `path`, one
+class named after the folder, or in one subfolder per class: the sorted subfolder names are the
+class names, labels 0..K-1, so `data.classes=[cats]` works as for the other datasets. When `path`
+holds `train/` and `test/`, each laid out so, they are its own split; otherwise a seeded draw
+(`split_seed`) holds out `test_size` of the images as the test split. Names starting with a dot
+(hidden files, macOS's `._` copies) are skipped.
+
+Every image is decoded once with Pillow, converted to RGB (or L with `grayscale`; transparency and
+an animated GIF's later frames are dropped) and resized to size x size, bilinear, its aspect not
+kept (crop beforehand to keep it), into one uint8 tensor per split. The memory that takes is
+checked before any file is decoded, so a folder too large to hold stops with one line.
+"""
+
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from typing_extensions import override
+
+from autoencoder.data.images import ImageDataModule
+from autoencoder.utils.errors import UserError
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+READ = f"the files read: {', '.join(EXTENSIONS)}, in any case"
+HEADROOM = 0.8  # the share of the available memory the images may take; the rest is the run's own
+
+Files = list[tuple[Path, int]]  # (image file, label)
+
+
+def available_memory() -> int:
+    """Bytes of memory available: Linux's MemAvailable, else (macOS) the physical memory."""
+    meminfo = Path("/proc/meminfo")
+    if meminfo.is_file():
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _readable(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024:
+            return f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+def _folder(path: Path) -> Path:
+    if not path.is_dir():
+        raise UserError(f"data.path {path} {'is not a folder' if path.exists() else 'does not exist'}; give the folder that holds your images")
+    return path
+
+
+def _visible(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def _images(folder: Path) -> list[Path]:
+    return [p for p in _visible(folder) if p.is_file() and p.suffix.lower() in EXTENSIONS]
+
+
+def _layout(folder: Path, name: str) -> dict[str, list[Path]]:
+    """{class name: its image files} of `folder`: its images as the one class `name`, or each
+    subfolder's images as a class named after it."""
+    images, subfolders = _images(folder), [p for p in _visible(folder) if p.is_dir()]
+    if images and subfolders:
+        raise UserError(f"data.path {folder} holds both images and subfolders ({subfolders[0].name}/); give either images (one class) or a subfolder per class")
+    if images:
+        return {name: images}
+    if not subfolders:
+        raise UserError(f"data.path {folder} holds no image files ({READ})")
+    classes = {sub.name: _images(sub) for sub in subfolders}
+    for sub, files in classes.items():
+        if not files:
+            raise UserError(f"class folder {folder / sub} holds no image files ({READ}); add images or remove the folder")
+    return classes
+
+
+def _labelled(layout: dict[str, list[Path]]) -> Files:
+    return [(path, label) for label, files in enumerate(layout.values()) for path in files]
+
+
+def scan(root: Path, test_size: float, split_seed: int) -> tuple[tuple[str, ...], dict[str, Files]]:
+    """The class names and the labelled files of the `train` and `test` splits of `root`."""
+    _folder(root)
+    own = [split for split in ("train", "test") if (root / split).is_dir()]
+    if len(own) == 1:
+        lacks = "test" if own == ["train"] else "train"
+        raise UserError(f"data.path {root} has {own[0]}/ but no {lacks}/; give both (its own split) or neither (data.test_size of the images are held out)")
+    name = root.resolve().name
+    if own:
+        train, test = (_layout(root / split, name) for split in own)
+        if list(test) != list(train):
+            raise UserError(f"the classes of {root / 'test'} ({', '.join(test)}) are not those of train/ ({', '.join(train)}); give both the same subfolders")
+        return tuple(train), {"train": _labelled(train), "test": _labelled(test)}
+    layout = _layout(root, name)
+    files = _labelled(layout)
+    held_out = max(1, round(test_size * len(files)))
+    if held_out >= len(files):
+        raise UserError(f"data.test_size={test_size} of the {len(files)} images in {root} leaves none to train on; add images or give train/ and test/")
+    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(split_seed)).tolist()
+    return tuple(layout), {"test": [files[i] for i in sorted(order[:held_out])], "train": [files[i] for i in sorted(order[held_out:])]}
+
+
+def _read(path: Path, mode: str, size: int) -> np.ndarray:
+    """One image file as a (size, size) or (size, size, 3) uint8 array."""
+    try:
+        with Image.open(path) as image:
+            image.draft(mode, (size, size))  # a JPEG is decoded at 1/2, 1/4 or 1/8 scale where that still covers size x size
+            return np.array(image.convert(mode).resize((size, size), Image.Resampling.BILINEAR))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:  # how Pillow says a file is not a readable image
+        raise UserError(f"{path} is not an image Pillow can read ({' '.join(str(exc).split())}); replace or remove it") from exc
+
+
+def decode(files: Files, size: int, grayscale: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (N, C, size, size) uint8 and labels (N,) int64 of `files`, one file per thread
+    (Pillow decodes without holding the GIL), written straight into one preallocated tensor."""
+    mode = "L" if grayscale else "RGB"
+    images = torch.empty(len(files), len(mode), size, size, dtype=torch.uint8)
+
+    def put(i: int) -> None:
+        images[i] = torch.from_numpy(_read(files[i][0], mode, size)).view(size, size, len(mode)).permute(2, 0, 1)
+
+    pool = ThreadPoolExecutor()
+    try:
+        list(pool.map(put, range(len(files))))
+    finally:
+        pool.shutdown(cancel_futures=True)  # after an unreadable file, the rest are not decoded
+    return images, torch.tensor([label for _, label in files], dtype=torch.int64)
+
+
+class FolderDataModule(ImageDataModule):
+    """Your own images from `path`, resized to size x size: RGB (3 channels) or, with grayscale,
+    1 channel. The default size, 64, keeps 10k colour images at 120 MB and the default conv network
+    quick on a CPU; any size works with it (`python -m autoencoder.shapes` shows the layers)."""
+
+    def __init__(
+        self,
+        path: str,
+        size: int = 64,
+        grayscale: bool = False,
+        test_size: float = 0.2,
+        batch_size: int = 64,
+        val_size: int | float = 0.1,
+        train_size: int | None = None,
+        split_seed: int = 0,
+        shuffle_seed: int = 0,
+        classes: Sequence[int | str] | None = None,
+        image_shape: Sequence[int] | None = None,
+    ):
+        self.path = Path(path).expanduser()
+        # Before super().__init__: it looks up `classes` among the class names, which the folder gives.
+        self.class_names, self.files = scan(self.path, test_size, split_seed)
+        shape = image_shape if image_shape is not None else (1 if grayscale else 3, size, size)
+        super().__init__(batch_size, val_size, train_size, split_seed, shuffle_seed, classes, shape)
+        self.save_hyperparameters()
+        self.size, self.grayscale = size, grayscale
+
+    @override
+    def prepare_data(self) -> None:
+        _folder(self.path)  # nothing to download; the folder, scanned when the module was built, must still be there
+
+    @cached_property
+    def _decoded(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Both splits, decoded at the first `load`, once the memory they need is known to be there."""
+        count, channels = sum(map(len, self.files.values())), 1 if self.grayscale else 3
+        decoded = count * channels * self.size**2
+        need, free = 2 * decoded, available_memory()  # setup then copies train and val out of the training images
+        if need > HEADROOM * free:
+            lower = "lower data.size" + ("" if self.grayscale else " or set data.grayscale=true")
+            raise UserError(
+                f"the {count} images of {self.path} at {channels}x{self.size}x{self.size} need {_readable(need)} of memory "
+                f"({_readable(decoded)} decoded, and the train/val copies) but {_readable(free)} is available; {lower}"
+            )
+        log.info("decoding the %d images of %s at %dx%dx%d (%s)", count, self.path, channels, self.size, self.size, _readable(decoded))
+        return {split: decode(files, self.size, self.grayscale) for split, files in self.files.items()}
+
+    @override
+    def load(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._decoded[split]
