@@ -14,6 +14,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from PIL import Image
 
 from autoencoder import CONFIG_DIR
 from autoencoder.data.cifar import FOLDER, META, SPLIT_FILES, CIFAR10DataModule
@@ -243,6 +244,8 @@ def test_train_and_evaluate(make_cfg, fake_cifar, tmp_path, grayscale):
     assert metrics["status"] == "completed" and metrics["test_loss"] is not None
     checkpoint = torch.load(metrics["best_checkpoint"], weights_only=True)
     assert checkpoint["datamodule_hyper_parameters"]["grayscale"] is grayscale
+    grid = np.array(Image.open(Path(metrics["best_checkpoint"]).parents[1] / "reconstructions.png"))
+    assert bool((grid[..., 0] != grid[..., 1]).any()) is not grayscale  # the image grids are in colour where the data are
     result = evaluate(compose_entry("evaluate", tmp_path / "evaluation", f"ckpt_path={metrics['best_checkpoint']}", *SMALL))
     assert result["reconstruction"]["mse"] > 0 and list(result["reconstruction"]["mse_per_class"]) == list(CIFAR10DataModule.class_names)
     assert f"| class | {' | '.join(CIFAR10DataModule.class_names)} |" in (tmp_path / "evaluation" / "evaluation.md").read_text()
