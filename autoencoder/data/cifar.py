@@ -120,7 +120,7 @@ class CIFAR10DataModule(ImageDataModule):
         self,
         data_dir: str | None = None,
         batch_size: int = 128,
-        val_size: int = 5000,
+        val_size: int | float = 5000,
         train_size: int | None = None,
         split_seed: int = 0,
         shuffle_seed: int = 0,
