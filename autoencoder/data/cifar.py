@@ -8,7 +8,6 @@ training images), in colour or, with `grayscale`, as their luma. When the files 
 torchvision downloads them; with no network the run stops with one line saying where to put them.
 """
 
-import hashlib
 import io
 import pickle
 from collections.abc import Mapping, Sequence
@@ -19,7 +18,7 @@ import torch
 from typing_extensions import override
 
 from autoencoder import REPO_DIR
-from autoencoder.data.download import fetch_files
+from autoencoder.data.download import check_md5, fetch_files
 from autoencoder.data.images import ImageDataModule
 from autoencoder.data.mnist import DATA_ENV
 from autoencoder.utils.errors import UserError
@@ -67,8 +66,7 @@ class ArrayUnpickler(pickle.Unpickler):
 def read_pickle(path: Path, keys: Sequence[bytes], md5: str | None = None) -> dict:
     """The dict pickled in `path`, checked to hold `keys` and, when given, the file's md5."""
     raw = path.read_bytes()
-    if md5 is not None and (digest := hashlib.md5(raw).hexdigest()) != md5:
-        raise UserError(f"{path} fails its md5 check ({digest}, expected {md5}): the file is corrupt; delete it to download again or replace it")
+    check_md5(path, raw, md5)
     try:
         content = ArrayUnpickler(io.BytesIO(raw), path).load()
     except UserError:

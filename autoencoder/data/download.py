@@ -1,5 +1,7 @@
-"""Files a dataset needs, downloaded with torchvision when they are missing and the network allows."""
+"""Files a dataset needs: downloaded with torchvision when they are missing and the network allows,
+and checked against their official md5 once read."""
 
+import hashlib
 import logging
 import re
 from collections.abc import Sequence
@@ -29,3 +31,9 @@ def fetch_files(dataset: str, folder: Path, names: Sequence[str], where: str, do
         found = re.search(r"<urlopen error ([^>]*)>", text)
         reason = found.group(1) if found else text[:160]
         raise UserError(f"{dataset} is not in {folder} and could not be downloaded ({reason}); {where}") from exc
+
+
+def check_md5(path: Path, raw: bytes | bytearray, md5: str | None) -> None:
+    """A UserError unless the bytes `raw` read from `path` have the md5 `md5` (None: no check)."""
+    if md5 is not None and (digest := hashlib.md5(raw).hexdigest()) != md5:
+        raise UserError(f"{path} fails its md5 check ({digest}, expected {md5}): the file is corrupt; delete it to download again or replace it")

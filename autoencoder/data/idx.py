@@ -1,11 +1,11 @@
 """The IDX file format of MNIST-style datasets: a magic number, the dimensions, then raw bytes."""
 
-import hashlib
 import struct
 from pathlib import Path
 
 import torch
 
+from autoencoder.data.download import check_md5
 from autoencoder.utils.errors import UserError
 
 
@@ -15,8 +15,7 @@ def read_idx(path: Path, md5: str | None = None) -> torch.Tensor:
     raw = bytearray(path.stat().st_size)  # read once into a buffer the tensor then shares: no copies
     with path.open("rb") as file:
         file.readinto(raw)
-    if md5 is not None and (digest := hashlib.md5(raw).hexdigest()) != md5:
-        raise UserError(f"{path} fails its md5 check ({digest}, expected {md5}): the file is corrupt; delete it to download again or replace it")
+    check_md5(path, raw, md5)
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] != 0x08 or not 1 <= raw[3] <= 4:
         raise UserError(f"{path} is not an unsigned-byte IDX file (bad magic number {raw[:4].hex() or 'empty'}); replace it with the official file")
     ndim = raw[3]
