@@ -9,7 +9,7 @@ import sys
 import autoencoder
 from autoencoder import PACKAGE_DIR
 
-COMMANDS = ("train", "evaluate", "encode", "anomaly", "shapes", "summarize", "bench", "time_to_quality")
+COMMANDS = ("train", "evaluate", "encode", "anomaly", "shapes", "summarize", "bench", "time_to_quality", "sample")
 LIBRARY = [m.name for m in pkgutil.walk_packages([str(PACKAGE_DIR)], "autoencoder.") if m.name.count(".") > 1 or m.ispkg]
 
 

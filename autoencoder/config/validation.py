@@ -112,6 +112,25 @@ FRACTION = Rule(lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)")
 COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CORRUPTIONS = tuple(sorted(p.stem for p in (CONFIG_DIR / "corruption").glob("*.yaml")))
 
+# The evaluation's settings (conf/evaluation/default.yaml): evaluate's top-level keys, and a training
+# run's under `evaluation` (evaluate=true).
+EVALUATION: dict[str, Rule] = {
+    "batch_size": integer(1),
+    "seed": integer(0, 2**32 - 1),
+    "denoising.corruptions": strings(options=CORRUPTIONS),
+    "denoising.noise": numbers(0),
+    "denoising.tuning_images": integer(1),
+    "latent.tsne": boolean(),
+    "latent.tsne_points": integer(2),
+    "latent.projector_points": integer(1),
+    "latent.manifold_steps": integer(2),
+    "probe.train_size": integer(1, null=True),
+    "probe.knn_k": integer(1),
+    "likelihood.samples": integer(1),
+    "likelihood.decodes": integer(1),
+    "anomaly.knn_k": integer(1),
+}
+
 RULES: dict[str, Rule] = {
     # the training config (conf/config.yaml and its groups)
     "noise": number(0),
@@ -123,6 +142,8 @@ RULES: dict[str, Rule] = {
     "ckpt_path": text(null=True),
     "resume": text(null=True),
     "resume_unfinished": boolean(),
+    "evaluate": boolean(),
+    **{f"evaluation.{key}": rule for key, rule in EVALUATION.items()},
     "interrupts.signals": strings(empty=True, options=STOP_SIGNALS),
     "interrupts.requeue_signals": strings(empty=True, options=STOP_SIGNALS),
     "output_dir": text(),
@@ -137,6 +158,11 @@ RULES: dict[str, Rule] = {
     "model.fc_hidden": integers(1, empty=True),
     "model.hidden": integers(1, empty=True),
     "corruption.noise": number(0),
+    "variant.weight": number(0),
+    "variant.projections": integer(1),
+    "variant.beta": number(0),
+    "variant.warmup_epochs": number(0),
+    "variant.sigma": number(above=0),
     "optimizer.lr": number(above=0),
     "optimizer.weight_decay": number(0),
     "scheduler.max_lr": number(above=0),
@@ -166,6 +192,7 @@ RULES: dict[str, Rule] = {
     "data.download": boolean(),
     "data.check_md5": boolean(),
     "data.grayscale": boolean(),
+    "data.binarize": boolean(),
     "data.path": text(),
     "data.size": integer(1),
     "data.test_size": FRACTION,
@@ -185,6 +212,8 @@ RULES: dict[str, Rule] = {
     "callbacks.validation_images.output_dir": text(),
     "callbacks.validation_images.num_images": integer(1),
     "callbacks.validation_images.noise_seed": integer(0),
+    "callbacks.prior_samples.num_images": integer(1),
+    "callbacks.prior_samples.seed": integer(0),
     "logger.save_dir": text(),
     "logger.name": text(null=True),
     "logger.version": anything_of(text(null=True), one_of("")),
@@ -239,17 +268,12 @@ RULES: dict[str, Rule] = {
     "knn_k": integer(1),
     "seeds": integers(0, 2**32 - 1, distinct=True),
     # evaluate and encode
-    "batch_size": integer(1),
+    **EVALUATION,
     "split": one_of("train", "val", "test"),
-    "denoising.corruptions": strings(options=CORRUPTIONS),
-    "denoising.noise": numbers(0),
-    "denoising.tuning_images": integer(1),
-    "latent.tsne": boolean(),
-    "latent.tsne_points": integer(2),
-    "latent.projector_points": integer(1),
-    "latent.manifold_steps": integer(2),
-    "probe.train_size": integer(1, null=True),
-    "probe.knn_k": integer(1),
+    # sample
+    "num_samples": integer(1),
+    "pairs": integer(1),
+    "steps": integer(2),
     # bench
     "train_size": integer(1),
     "epochs": integer(2),
@@ -269,7 +293,7 @@ RULES: dict[str, Rule] = {
 }
 
 # Nodes whose keys are not user settings: Hydra's own, and the module's links to other nodes.
-SKIPPED = ("hydra", "module.net", "module.corruption", "module.optimizer")
+SKIPPED = ("hydra", "module.net", "module.variant", "module.corruption", "module.optimizer")
 
 
 def _rule(key: str) -> Rule | None:
@@ -329,7 +353,25 @@ def _model_fits_data(cfg: DictConfig) -> None:
             raise UserError(f"model.input_shape must be the data's image shape {images} (data.image_shape), got {shape}")
 
 
-CROSS_CHECKS = (_model_fits_data, _noise_fits_corruption, _precision_fits_accelerator, _schedule_has_an_end, _requeue_signals_stop_the_run)
+def _variant_fits_options(cfg: DictConfig) -> None:
+    variant, data = cfg.get("variant"), cfg.get("data")
+    if not variant:
+        return
+    kind = get_class(variant._target_)
+    if getattr(kind, "double_backward", False) and cfg.get("compile"):
+        raise UserError("variant=contractive needs compile=false: its Jacobian penalty takes a double backward, which torch.compile does not support")
+    if getattr(kind, "generative", False) and data and data.get("binarize") and cfg.get("loss") == "mse":
+        raise UserError("variant=vae with data.binarize=true needs loss=bce: a Gaussian likelihood of binary images is no likelihood in nats")
+
+
+CROSS_CHECKS = (
+    _model_fits_data,
+    _variant_fits_options,
+    _noise_fits_corruption,
+    _precision_fits_accelerator,
+    _schedule_has_an_end,
+    _requeue_signals_stop_the_run,
+)
 
 
 def validate(cfg: DictConfig) -> None:

@@ -127,9 +127,10 @@ class CIFAR10DataModule(ImageDataModule):
         classes: Sequence[int | str] | None = None,
         image_shape: Sequence[int] | None = None,
         grayscale: bool = False,
+        binarize: bool = False,
     ):
         shape = image_shape if image_shape is not None else (1 if grayscale else 3, SIDE, SIDE)
-        super().__init__(batch_size, val_size, train_size, split_seed, shuffle_seed, classes, shape)
+        super().__init__(batch_size, val_size, train_size, split_seed, shuffle_seed, classes, shape, binarize)
         self.save_hyperparameters()
         self.data_dir = Path(data_dir).expanduser() if data_dir else REPO_DIR / "data"
         self.raw_dir = self.data_dir / FOLDER

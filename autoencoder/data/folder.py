@@ -157,12 +157,13 @@ class FolderDataModule(ImageDataModule):
         shuffle_seed: int = 0,
         classes: Sequence[int | str] | None = None,
         image_shape: Sequence[int] | None = None,
+        binarize: bool = False,
     ):
         self.path = Path(path).expanduser()
         # Before super().__init__: it looks up `classes` among the class names, which the folder gives.
         self.class_names, self.files = scan(self.path, test_size, split_seed)
         shape = image_shape if image_shape is not None else (1 if grayscale else 3, size, size)
-        super().__init__(batch_size, val_size, train_size, split_seed, shuffle_seed, classes, shape)
+        super().__init__(batch_size, val_size, train_size, split_seed, shuffle_seed, classes, shape, binarize)
         self.save_hyperparameters()
         self.size, self.grayscale = size, grayscale
 

@@ -18,6 +18,11 @@ indexing op on the tensors with a slice of a seeded permutation (`ShuffledBatche
 tensors live in its memory. Every consumer receives floats in [0, 1] on the training device, made
 by `to_unit_range`: from the loaders through `on_after_batch_transfer`, or from `split(name)`
 outside a Trainer.
+
+`binarize` gives the binary images likelihood figures are reported on (MNIST's usual protocol):
+each training batch is drawn afresh, pixel by pixel, from Bernoulli distributions with the grey
+levels as means (dynamic binarisation), while val, test and `split("train")` are drawn once with a
+generator seeded by `split_seed`, so every evaluation sees the same binary images.
 """
 
 import logging
@@ -40,6 +45,12 @@ def to_unit_range(images: torch.Tensor) -> torch.Tensor:
     """uint8 pixels (0-255) as floats in [0, 1]: the one place the conversion is written. Float
     images are taken to be converted already."""
     return images if images.is_floating_point() else images.float().div_(255)
+
+
+def binarized(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each pixel 1 with probability its grey level (0 otherwise), as uint8 0/255 for uint8 input."""
+    draws = torch.bernoulli(to_unit_range(images), generator=generator)
+    return draws.to(torch.uint8).mul_(255) if not images.is_floating_point() else draws
 
 
 def class_names(datamodule: L.LightningDataModule, labels: torch.Tensor) -> list[str]:
@@ -67,8 +78,10 @@ class ImageDataModule(L.LightningDataModule):
         shuffle_seed: int = 0,
         classes: Sequence[int | str] | None = None,
         image_shape: Sequence[int] | None = None,
+        binarize: bool = False,
     ):
         super().__init__()
+        self.binarize = binarize
         self.image_shape = tuple(image_shape) if image_shape is not None else None
         self.batch_size = batch_size
         self.val_size = val_size
@@ -123,12 +136,16 @@ class ImageDataModule(L.LightningDataModule):
             train_idx = train_idx[: self.train_size]
         self.train_index, self.val_index = train_idx, val_idx  # positions in the dataset's own train split
         test_images, test_labels = self.load("test")
+        val_images = images[val_idx]
+        if self.binarize:  # once, seeded: the same binary images at every evaluation
+            generator = torch.Generator().manual_seed(self.split_seed)
+            val_images, test_images = binarized(val_images, generator), binarized(test_images, generator)
         # On a GPU the whole set lives in its memory: batches are then gathered there, with no copy.
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         self.device = device if device.type == "cuda" else torch.device("cpu")
         self.train_set, self.val_set, self.test_set = (
             TensorDataset(*(t.to(self.device) for t in tensors))
-            for tensors in ((images[train_idx], labels[train_idx]), (images[val_idx], labels[val_idx]), (test_images, test_labels))
+            for tensors in ((images[train_idx], labels[train_idx]), (val_images, labels[val_idx]), (test_images, test_labels))
         )
         only = f" of classes {self.classes}" if self.classes is not None else ""
         log.info("%s: %d train, %d val%s, %d test images", type(self).__name__, len(self.train_set), len(self.val_set), only, len(self.test_set))
@@ -141,6 +158,8 @@ class ImageDataModule(L.LightningDataModule):
         self.prepare_data()
         self.setup()
         images, labels = getattr(self, f"{name}_set").tensors
+        if self.binarize and name == "train":
+            images = binarized(images.cpu(), torch.Generator().manual_seed(self.split_seed))
         return to_unit_range(images.cpu()), labels.cpu()
 
     @override
@@ -148,6 +167,8 @@ class ImageDataModule(L.LightningDataModule):
         if isinstance(batch, torch.Tensor):  # images alone: the model summary's example input
             return to_unit_range(batch)
         images, labels = batch
+        if self.binarize and self.trainer is not None and self.trainer.training:
+            return to_unit_range(binarized(images)), labels  # a new draw at every step
         return to_unit_range(images), labels
 
     def _loader(self, dataset: TensorDataset, shuffle: bool) -> DataLoader:

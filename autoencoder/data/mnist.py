@@ -54,8 +54,9 @@ class IDXDataModule(ImageDataModule):
         check_md5: bool = True,
         classes: Sequence[int | str] | None = None,
         image_shape: Sequence[int] = (1, 28, 28),
+        binarize: bool = False,
     ):
-        super().__init__(batch_size, val_size, train_size, split_seed, shuffle_seed, classes, image_shape)
+        super().__init__(batch_size, val_size, train_size, split_seed, shuffle_seed, classes, image_shape, binarize)
         self.save_hyperparameters()
         self.data_dir = Path(data_dir).expanduser() if data_dir else REPO_DIR / "data"
         self.raw_dir = self.data_dir / self.folder / "raw"

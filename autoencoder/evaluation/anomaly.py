@@ -4,7 +4,8 @@ they are reconstructed, and report the AUROC with the other classes as anomalies
 (`python -m autoencoder.anomaly`, any dataset: `data=fashion_mnist`). Three scores side by side:
 the per-image MSE; the relative error ||x - x'||^2 / ||x||^2, which does not reward images with
 little ink; and the mean distance of an image's code to its k nearest codes of the training
-images (`knn_k`), which asks whether the encoder has seen anything like it.
+images (`knn_k`), which asks whether the encoder has seen anything like it. A VAE (variant=vae)
+adds a fourth: its negative ELBO, a bound on -log p(x).
 
 Each model is scored on the validation split (held out of the training set, every class in it)
 and, unless `test=false`, on the test set. Settings are chosen on the validation AUROC alone: run
@@ -24,12 +25,11 @@ import statistics
 from pathlib import Path
 
 from omegaconf import DictConfig, open_dict
-from torch import Tensor
 
 from autoencoder.config.validation import validate
 from autoencoder.evaluation.batched import in_batches
-from autoencoder.evaluation.metrics import auroc, knn_distance, per_image_mse, relative_error
-from autoencoder.models.networks import Autoencoder
+from autoencoder.evaluation.metrics import auroc
+from autoencoder.evaluation.scores import EVERY_VARIANT, SCORES, scores
 from autoencoder.training.checkpoints import datamodule_for, load_trained, run_status
 from autoencoder.training.run import train
 from autoencoder.utils.files import write_atomic
@@ -37,7 +37,6 @@ from autoencoder.utils.tables import format_mean_std, markdown_table
 
 log = logging.getLogger(__name__)
 
-SCORES = {"mse": "MSE", "relative": "relative-error", "latent_knn": "latent k-NN"}  # name: as the table heads it
 # AUROC in % for normal classes 0..9, by data module.
 PUBLISHED = {
     "MNISTDataModule": {  # Ruff et al. 2018, Table 1
@@ -57,24 +56,17 @@ def class_label(names: tuple[str, ...], label: int) -> str:
     return name if name == str(label) else f"{label} {name}"
 
 
-def scores(net: Autoencoder, images: Tensor, normal_codes: Tensor, k: int) -> dict[str, Tensor]:
-    """Every anomaly score of each image (higher = more anomalous), by name as in SCORES."""
-    codes = in_batches(net.encode, images)  # (N, latent_dim)
-    recon = in_batches(net.decode, codes)  # (N, C, H, W)
-    return {"mse": per_image_mse(recon, images), "relative": relative_error(recon, images), "latent_knn": knn_distance(normal_codes, codes, k)}
-
-
 def score_run(run_dir: Path, best_checkpoint: str, label: int, splits: tuple[str, ...], k: int) -> dict:
     """AUROC of a one-class model on whole splits (`val`, `test`); anomalies are the other classes.
     The latent k-NN score measures distances to the codes of the images the model trained on."""
     cfg, module = load_trained(best_checkpoint)
     datamodule = datamodule_for(cfg)
     train_images, train_labels = datamodule.split("train")
-    normal_codes = in_batches(module.net.encode, train_images[train_labels == label])
+    normal_codes = in_batches(module.encode, train_images[train_labels == label])
     result = {"class": label, "seed": cfg.seed, "knn_k": k}
     for split in splits:
         images, labels = datamodule.split(split)
-        result |= {f"{split}_auroc_{name}": 100 * auroc(s, labels != label) for name, s in scores(module.net, images, normal_codes, k).items()}
+        result |= {f"{split}_auroc_{name}": 100 * auroc(s, labels != label) for name, s in scores(module, images, normal_codes, k).items()}
     result["checkpoint"] = best_checkpoint
     write_atomic(run_dir / "anomaly.json", json.dumps(result, indent=2) + "\n")
     return result
@@ -83,7 +75,7 @@ def score_run(run_dir: Path, best_checkpoint: str, label: int, splits: tuple[str
 def one_class_run(cfg: DictConfig, out: Path, label: int, seed: int, splits: tuple[str, ...]) -> dict:
     """Train on class `label` with `seed` (unless done before) and score it on `splits`."""
     run_dir = out / f"class{label}" / f"seed{seed}"
-    wanted = [f"{split}_auroc_{name}" for split in splits for name in SCORES]
+    wanted = [f"{split}_auroc_{name}" for split in splits for name in EVERY_VARIANT]
     done = json.loads((run_dir / "anomaly.json").read_text()) if (run_dir / "anomaly.json").is_file() else {}
     if all(key in done for key in wanted) and done.get("knn_k") == cfg.knn_k:
         log.info("class %d seed %d: done before, reading %s", label, seed, run_dir / "anomaly.json")
@@ -105,11 +97,12 @@ def table(results: list[dict], labels: list[int], seeds: list[int], names: tuple
     published figures. The mean is taken over classes for each seed, then mean ± std over seeds.
     The chosen score is the one with the higher mean validation AUROC."""
     splits = [split for split in ("test", "val") if f"{split}_auroc_mse" in results[0]]
+    scored = [name for name in SCORES if all(f"val_auroc_{name}" in r for r in results)]
     summary: dict = {"classes": labels, "class_names": [class_label(names, c) for c in labels], "seeds": seeds}
     header, columns = ["class"], []
     for split in splits:
         summary[split] = {}
-        for name in SCORES:
+        for name in scored:
             key = f"{split}_auroc_{name}"
             by_class = {c: [r[key] for r in results if r["class"] == c] for c in labels}
             seed_means = [statistics.mean(r[key] for r in results if r["seed"] == s) for s in seeds]
@@ -120,7 +113,7 @@ def table(results: list[dict], labels: list[int], seeds: list[int], names: tuple
             }
             header.append(f"{split}, {SCORES[name]} score")
             columns.append([format_mean_std(by_class[c], ".1f") for c in labels] + [f"**{format_mean_std(seed_means, '.1f')}**"])
-    summary["chosen_score"] = max(SCORES, key=lambda name: summary["val"][name]["mean_auroc"])
+    summary["chosen_score"] = max(scored, key=lambda name: summary["val"][name]["mean_auroc"])
     summary["runs"] = results
     header += list(published)
     columns += [[f"{v[c]:.1f}" for c in labels] + [f"{statistics.mean(v[c] for c in labels):.2f}"] for v in published.values()]

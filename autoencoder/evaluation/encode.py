@@ -25,7 +25,7 @@ def encode(cfg: DictConfig, data_overrides: Mapping | None = None) -> tuple[Path
     validate(cfg)
     run_cfg, module = load_trained(cfg.ckpt_path)
     images, labels = datamodule_for(run_cfg, data_overrides).split(cfg.split)
-    codes = in_batches(module.net.encode, images, cfg.batch_size)
+    codes = in_batches(module.encode, images, cfg.batch_size)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     codes_path, labels_path = out / f"{cfg.split}_codes.npy", out / f"{cfg.split}_labels.npy"

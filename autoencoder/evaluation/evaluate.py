@@ -8,10 +8,15 @@
 - latent space: a scatter coloured by digit (PCA above 2 dimensions, t-SNE on request), the decoded
   manifold for a 2-D latent, and TensorBoard's embedding projector with digit sprites;
 - features: a linear probe and k-NN on the frozen codes, beside the same probes on raw pixels and on
-  PCA with as many components as the latent.
+  PCA with as many components as the latent;
+- likelihood, for a VAE: the test ELBO and the importance-weighted estimate of -log p(x) in nats
+  (autoencoder.evaluation.likelihood);
+- anomaly detection, for a model trained on some classes only (its `data.classes`): the test AUROC
+  with the other classes as anomalies, for each score of the anomaly command.
 
 Everything goes to the command's own folder: evaluation.json, evaluation.md, PNG figures and
-TensorBoard events.
+TensorBoard events. A training run with evaluate=true runs it on its best checkpoint and keeps the
+`headline` figures in its metrics.json.
 """
 
 import json
@@ -32,10 +37,12 @@ from torchvision.utils import make_grid, save_image
 
 from autoencoder import CONFIG_DIR
 from autoencoder.config.validation import validate
-from autoencoder.data.images import class_names
+from autoencoder.data.images import ImageDataModule, class_names
 from autoencoder.evaluation.batched import in_batches
 from autoencoder.evaluation.figures import latent_scatter, psnr_plot
-from autoencoder.evaluation.metrics import knn_accuracy, linear_probe_accuracy, per_image_mse, psnr, ssim
+from autoencoder.evaluation.likelihood import likelihood
+from autoencoder.evaluation.metrics import auroc, knn_accuracy, linear_probe_accuracy, per_image_mse, psnr, ssim
+from autoencoder.evaluation.scores import scores
 from autoencoder.training.checkpoints import datamodule_for, load_trained
 from autoencoder.utils.files import write_atomic
 from autoencoder.utils.tables import markdown_table
@@ -128,7 +135,7 @@ def manifold(module: torch.nn.Module, codes: torch.Tensor, steps: int) -> torch.
     low, high = torch.quantile(codes, 0.01, dim=0), torch.quantile(codes, 0.99, dim=0)
     ys, xs = torch.linspace(high[1], low[1], steps), torch.linspace(low[0], high[0], steps)
     grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), -1).flip(-1).reshape(-1, 2)
-    return make_grid(in_batches(module.net.decode, grid), nrow=steps, padding=0)
+    return make_grid(in_batches(module.decode, grid), nrow=steps, padding=0)
 
 
 def features(module: torch.nn.Module, train: tuple, test: tuple, test_codes: torch.Tensor, cfg: DictConfig) -> dict:
@@ -137,7 +144,7 @@ def features(module: torch.nn.Module, train: tuple, test: tuple, test_codes: tor
     if cfg.probe.train_size is not None:
         train_x, train_y = train_x[: cfg.probe.train_size], train_y[: cfg.probe.train_size]
     pixels = train_x.flatten(1).numpy(), test_x.flatten(1).numpy()
-    codes = in_batches(module.net.encode, train_x, cfg.batch_size).numpy(), test_codes.numpy()
+    codes = in_batches(module.encode, train_x, cfg.batch_size).numpy(), test_codes.numpy()
     pca = PCA(codes[0].shape[1], random_state=cfg.seed).fit(pixels[0])
     inputs = {"latent": codes, "pixels": pixels, f"pca{codes[0].shape[1]}": (pca.transform(pixels[0]), pca.transform(pixels[1]))}
     labels = train_y.numpy(), test_y.numpy()
@@ -157,6 +164,37 @@ def features(module: torch.nn.Module, train: tuple, test: tuple, test_codes: tor
             results[name]["knn_accuracy"],
         )
     return {"train_images": len(train_x), "knn_k": cfg.probe.knn_k, **results}
+
+
+def anomaly_detection(module: torch.nn.Module, data: ImageDataModule, normal: list[int], test: tuple, names: list[str], cfg: DictConfig) -> dict:
+    """Test AUROC (%) of a model trained on the classes `normal` only, the other classes being the
+    anomalies, for each score of the anomaly command; its latent k-NN score measures distances to
+    the codes of those classes' training images, as that command's does."""
+    (train_x, train_y), (test_x, test_y) = data.split("train"), test
+    labels = torch.tensor(normal)
+    normal_codes = in_batches(module.encode, train_x[torch.isin(train_y, labels)], cfg.batch_size)
+    is_anomaly = ~torch.isin(test_y, labels)
+    by_score = scores(module, test_x, normal_codes, cfg.anomaly.knn_k)
+    return {
+        "normal_classes": [names[c] for c in normal],
+        "knn_k": cfg.anomaly.knn_k,
+        "test_auroc": {name: 100 * auroc(score, is_anomaly) for name, score in by_score.items()},
+    }
+
+
+def headline(result: dict) -> dict[str, float]:
+    """The figures of an evaluation that a training run with evaluate=true keeps in metrics.json,
+    under flat names so that a sweep's summary can make them columns: test MSE, the autoencoder's
+    PSNR at gaussian noise 0.3 (when the denoising table has that row), linear-probe and k-NN
+    accuracy on the codes, the one-class AUROC (%) of each anomaly score, a VAE's -ELBO and -log p(x)."""
+    figures = {"test_mse": result["reconstruction"]["mse"]}
+    for row in result["denoising"]:
+        if (row["corruption"], row["noise"]) == ("gaussian", 0.3):  # the noise of the README's headline command
+            figures["denoising_psnr_gaussian_0.3"] = row["psnr_autoencoder_db"]
+    figures |= {key: result["features"]["latent"][key] for key in ("linear_probe_accuracy", "knn_accuracy")}
+    figures |= {f"anomaly_auroc_{name}": value for name, value in result.get("anomaly", {}).get("test_auroc", {}).items()}
+    figures |= {key: result["likelihood"][key] for key in ("negative_elbo_nats", "nll_nats") if "likelihood" in result}
+    return figures
 
 
 def markdown(result: dict) -> str:
@@ -180,6 +218,17 @@ def markdown(result: dict) -> str:
         ),
         markdown_table(["class", *per_class], [["test MSE", *(f"{v:.5f}" for v in per_class.values())]]),
     ]
+    if "likelihood" in result:
+        lik = result["likelihood"]
+        tables.append(
+            markdown_table(
+                ["test -ELBO (nats)", f"test -log p(x), k={lik['samples']} (nats)"], [[f"{lik['negative_elbo_nats']:.2f}", f"{lik['nll_nats']:.2f}"]]
+            )
+        )
+    if "anomaly" in result:
+        anomaly, aurocs = result["anomaly"], result["anomaly"]["test_auroc"]
+        head = ["normal classes", *(f"test AUROC (%), {name} score" for name in aurocs)]
+        tables.append(markdown_table(head, [[", ".join(anomaly["normal_classes"]), *(f"{v:.1f}" for v in aurocs.values())]]))
     return f"# Evaluation of {result['checkpoint']} on {result['data']}\n\n" + "\n".join(tables)
 
 
@@ -201,11 +250,17 @@ def evaluate(cfg: DictConfig, data_overrides: Mapping | None = None) -> dict:
         "latent_dim": module.net.latent_dim,
         "trained_noise": run_cfg.noise,
     }
-    codes = in_batches(module.net.encode, test_x, cfg.batch_size)
-    result["reconstruction"] = reconstruction(in_batches(module.net.decode, codes, cfg.batch_size), test_x, test_y, names)
+    codes = in_batches(module.encode, test_x, cfg.batch_size)
+    result["reconstruction"] = reconstruction(in_batches(module.decode, codes, cfg.batch_size), test_x, test_y, names)
     log.info("reconstruction: %s", result["reconstruction"])
     result["denoising"] = denoising(module, data.split("val")[0], test_x, cfg)
     result["features"] = features(module, data.split("train"), (test_x, test_y), codes, cfg)
+    if module.variant.generative:
+        result["likelihood"] = likelihood(module, test_x, cfg.likelihood.samples, cfg.likelihood.decodes, cfg.seed)
+        log.info("likelihood: %s", result["likelihood"])
+    if run_cfg.data.classes is not None:
+        result["anomaly"] = anomaly_detection(module, data, data.labels_of(run_cfg.data.classes), (test_x, test_y), names, cfg)
+        log.info("anomaly detection: %s", result["anomaly"])
 
     figures = {"denoising_psnr": psnr_plot(result["denoising"])}
     figures.update(latent_figures(codes, test_y, names, cfg))
@@ -221,10 +276,14 @@ def evaluate(cfg: DictConfig, data_overrides: Mapping | None = None) -> dict:
     for key, value in result["reconstruction"].items():
         for name, v in value.items() if isinstance(value, dict) else [(None, value)]:
             writer.add_scalar(f"eval/reconstruction/{key}" + (f"/{name}" if name else ""), v)
-    for name, scores in result["features"].items():
-        if isinstance(scores, dict):
-            writer.add_scalar(f"eval/linear_probe/{name}", scores["linear_probe_accuracy"])
-            writer.add_scalar(f"eval/knn/{name}", scores["knn_accuracy"])
+    for name, value in result.get("likelihood", {}).items():
+        writer.add_scalar(f"eval/likelihood/{name}", value)
+    for name, value in result.get("anomaly", {}).get("test_auroc", {}).items():
+        writer.add_scalar(f"eval/anomaly_auroc/{name}", value)
+    for name, accuracies in result["features"].items():
+        if isinstance(accuracies, dict):
+            writer.add_scalar(f"eval/linear_probe/{name}", accuracies["linear_probe_accuracy"])
+            writer.add_scalar(f"eval/knn/{name}", accuracies["knn_accuracy"])
     tables = markdown(result)
     writer.add_text("eval/tables", tables)
     writer.close()

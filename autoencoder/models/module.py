@@ -1,14 +1,16 @@
-"""The LightningModule: a network, a corruption r(x) and a reconstruction loss.
+"""The LightningModule: a network, a variant, a corruption r(x) and a reconstruction loss.
 
-Training minimises L(x, g(h(r(x)))) plus the network's own loss terms: the network sees the
-corrupted batch and is scored against the clean one (noise 0 gives a plain autoencoder). The noise
-is drawn on the batch's device. Validation and test noise is seeded per batch, so their losses are
-comparable from epoch to epoch and run to run.
+Training minimises the variant's loss (autoencoder.models.variants) for the corrupted batch r(x)
+against the clean one: L(x, g(h(r(x)))) for a plain autoencoder, plus a penalty for a sparse or
+contractive one, the negative ELBO for a VAE (noise 0 gives the non-denoising version of each). The
+noise is drawn on the batch's device. Validation and test noise (and a VAE's posterior samples) are
+seeded per batch, so their losses are comparable from epoch to epoch and run to run.
 
 The module is built from configs (`_target_` plus arguments) rather than from built objects, and
 saves them as its hyperparameters: `LitAutoencoder.load_from_checkpoint(path)` rebuilds the same
-network with no other argument. It asks the network only for `encode`, `decode` and `loss_terms`
-(autoencoder.models.networks.Autoencoder), so it knows nothing of the architecture.
+network with no other argument. It asks the network only for `encode` and `decode`
+(autoencoder.models.networks.Autoencoder), so it knows nothing of the architecture, and the
+variant for its loss terms and codes, so it knows nothing of the objective.
 
 Two speed options, measured in docs/benchmarks.md: `channels_last` stores the conv weights as NHWC,
 which oneDNN (CPU) and cuDNN run faster; `compile` runs the network through torch.compile (true, or
@@ -19,13 +21,12 @@ from collections.abc import Mapping
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import Tensor
 from typing_extensions import override
 
-LOSSES = {"mse": F.mse_loss, "bce": F.binary_cross_entropy}
+from autoencoder.models.variants import Plain
 
 
 def _plain(config: Mapping) -> dict:
@@ -36,8 +37,10 @@ def _plain(config: Mapping) -> dict:
 class LitAutoencoder(L.LightningModule):
     """Trains the network `net` to undo `corruption`; logs train/val/test loss and loss terms.
 
-    `net`, `corruption` and `optimizer` are configs: a network (autoencoder.models.networks), a
-    corruption (autoencoder.models.corruption) and a partial optimizer (called with the parameters).
+    `net`, `variant`, `corruption` and `optimizer` are configs: an architecture
+    (autoencoder.models.networks), a variant (autoencoder.models.variants; none is the plain
+    autoencoder), a corruption (autoencoder.models.corruption) and a partial optimizer (called
+    with the parameters). `loss` (mse or bce) is the reconstruction loss, for a VAE its likelihood.
     `scheduler` (conf/scheduler/), if any, is a partial learning-rate scheduler (called with the
     optimizer, and with the run's number of optimizer steps as its `steps_argument`) plus how
     Lightning steps it (`lightning`: interval, frequency, monitor)."""
@@ -52,38 +55,43 @@ class LitAutoencoder(L.LightningModule):
         eval_noise_seed: int = 0,
         channels_last: bool = False,
         compile: bool | str = False,
+        variant: Mapping | None = None,
     ):
         super().__init__()
-        net, corruption, optimizer, scheduler = _plain(net), _plain(corruption), _plain(optimizer), _plain(scheduler or {})
+        net, corruption, optimizer, scheduler, variant = (_plain(c or {}) for c in (net, corruption, optimizer, scheduler, variant))
         self.save_hyperparameters()
-        self.net = instantiate(net)
+        self.variant = instantiate(variant) if variant else Plain()
+        self.net = instantiate(net, heads=self.variant.heads)
         self.corruption = instantiate(corruption)
         self.example_input_array = torch.zeros(1, *self.net.input_shape)  # for the summary's FLOPs
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
-        if compile:  # in place: the state_dict keys stay those of the plain network
-            self.net.compile(mode=None if compile is True else compile)
+        if compile:  # the two methods training calls; the state_dict keys stay those of the plain network
+            mode = None if compile is True else compile
+            self.net.encode, self.net.decode = torch.compile(self.net.encode, mode=mode), torch.compile(self.net.decode, mode=mode)
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Codes (B, latent_dim) of images (B, C, H, W): for a VAE the posterior means."""
+        return self.variant.code(self.net.encode(x))
+
+    def decode(self, z: Tensor) -> Tensor:
+        return self.net.decode(z)
 
     @override
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
-
-    def reconstruction_loss(self, reconstruction: Tensor, target: Tensor) -> Tensor:
-        """The loss in fp32 whatever the autocast precision (BCE is unsafe under autocast)."""
-        with torch.autocast(self.device.type, enabled=False):
-            return LOSSES[self.hparams.loss](reconstruction.float(), target)
+        return self.decode(self.encode(x))
 
     def eval_generator(self, batch_idx: int, device: torch.device) -> torch.Generator:
         """A generator seeded by batch index: the same noise at every validation or test pass."""
         return torch.Generator(device=device).manual_seed(self.hparams.eval_noise_seed + batch_idx)
 
-    def _loss(self, x: Tensor, generator: torch.Generator | None, stage: str) -> Tensor:
-        """Reconstruction loss of the corrupted batch against the clean one, plus the network's
-        loss terms; each part is logged under `<stage>/`."""
-        z = self.net.encode(self.corruption(x, generator))
-        terms = {"reconstruction": self.reconstruction_loss(self.net.decode(z), x), **self.net.loss_terms(x, z)}
-        loss = sum(terms.values())
+    def _loss(self, x: Tensor, generator: torch.Generator | None, stage: str, batch_idx: int = 0) -> Tensor:
+        """The variant's loss for the corrupted batch against the clean one; each of its parts is
+        logged under `<stage>/`."""
         train = stage == "train"
+        progress = self.current_epoch + batch_idx / max(1, self.trainer.num_training_batches) if train and self._trainer else None
+        terms = self.variant.terms(self.net, self.corruption(x, generator), x, self.hparams.loss, generator, progress)
+        loss = sum(terms.values())
         # Not on the progress bar: Lightning would read its value on the host (a GPU sync) every step.
         # Val and test losses are averaged over DDP processes; the train loss is the first one's.
         self.log(f"{stage}/loss", loss, on_step=train, on_epoch=True, prog_bar=not train, sync_dist=not train)
@@ -93,7 +101,7 @@ class LitAutoencoder(L.LightningModule):
 
     @override
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._loss(batch[0], None, "train")
+        return self._loss(batch[0], None, "train", batch_idx)
 
     @override
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:

@@ -16,10 +16,11 @@ from autoencoder.utils.errors import UserError
 
 
 class Autoencoder(nn.Module):
-    """The contract the LightningModule relies on: `encode` maps images (B, C, H, W) to codes
-    (B, latent_dim), `decode` maps codes back to images in [0, 1], and `loss_terms` returns the
-    variant's own terms (by name) that training adds to the reconstruction loss. A new autoencoder
-    is a subclass (with one YAML in conf/model/); this one is an encoder h and a decoder g."""
+    """The contract the LightningModule relies on: `encode` maps images (B, C, H, W) to the
+    encoder's output (B, heads * latent_dim), and `decode` maps codes (B, latent_dim) back to images
+    in [0, 1]. `heads` is set by the variant (autoencoder.models.variants): 1 for a code, 2 for a
+    Gaussian encoder's mean and log-variance. A new architecture is a subclass (with one YAML in
+    conf/model/) whose constructor takes `latent_dim`, `input_shape` and `heads`."""
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, latent_dim: int, input_shape: tuple[int, int, int]):
         super().__init__()
@@ -33,13 +34,6 @@ class Autoencoder(nn.Module):
 
     def decode(self, z: Tensor) -> Tensor:
         return self.decoder(z)
-
-    def loss_terms(self, x: Tensor, z: Tensor) -> dict[str, Tensor]:
-        """Terms added to the reconstruction loss of input `x` with codes `z`; none for a plain AE."""
-        return {}
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.decode(self.encode(x))
 
 
 class ConvAutoencoder(Autoencoder):
@@ -57,6 +51,7 @@ class ConvAutoencoder(Autoencoder):
         kernel_size: int = 3,
         padding: int = 1,
         fc_hidden: Sequence[int] = (),
+        heads: int = 1,
     ):
         input_shape = tuple(input_shape)
         if len(channels) != len(strides) or not channels:
@@ -74,7 +69,7 @@ class ConvAutoencoder(Autoencoder):
         for c_in, c_out, s in zip(in_channels, channels, strides, strict=True):
             encoder += [nn.Conv2d(c_in, c_out, kernel_size, s, padding), nn.BatchNorm2d(c_out), nn.LeakyReLU()]
         dims = [prod(bottleneck), *fc_hidden, latent_dim]
-        encoder += [nn.Flatten(), *_linear_stack(dims)]
+        encoder += [nn.Flatten(), *_linear_stack([*dims[:-1], heads * latent_dim])]
 
         decoder: list[nn.Module] = [*_linear_stack(dims[::-1]), nn.Unflatten(1, bottleneck), nn.LeakyReLU()]
         for i in reversed(range(len(channels))):
@@ -90,10 +85,10 @@ class ConvAutoencoder(Autoencoder):
 class MLPAutoencoder(Autoencoder):
     """A fully connected autoencoder: a baseline that ignores image structure."""
 
-    def __init__(self, latent_dim: int = 32, input_shape: Sequence[int] = (1, 28, 28), hidden: Sequence[int] = (512, 256)):
+    def __init__(self, latent_dim: int = 32, input_shape: Sequence[int] = (1, 28, 28), hidden: Sequence[int] = (512, 256), heads: int = 1):
         input_shape = tuple(input_shape)
         dims = [prod(input_shape), *hidden, latent_dim]
-        encoder = [nn.Flatten(), *_linear_stack(dims)]
+        encoder = [nn.Flatten(), *_linear_stack([*dims[:-1], heads * latent_dim])]
         decoder = [*_linear_stack(dims[::-1]), nn.Sigmoid(), nn.Unflatten(1, input_shape)]
         super().__init__(nn.Sequential(*encoder), nn.Sequential(*decoder), latent_dim, input_shape)
 

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from autoencoder.config.validation import validate
+from autoencoder.models.variants import Plain
 from autoencoder.utils.errors import UserError
 
 
@@ -63,9 +64,12 @@ def _formula(label: str, layer: nn.Module, before: Tensor, after: Tensor) -> str
 
 
 @torch.no_grad()
-def describe(model: nn.Module) -> list[str]:
+def describe(model: nn.Module, variant: Plain | None = None) -> list[str]:
     """One line per layer of the encoder, then the decoder: the layer, its output shape and, for
-    convs, the size formula; then the parameter count and whether the output has the input's shape."""
+    convs, the size formula; then the parameter count and whether the output has the input's shape.
+    The `variant` turns the encoder's output into the decoder's input (a VAE's mean and log-variance
+    into a code)."""
+    variant = variant or Plain()
     was_training = model.training
     model.eval()  # BatchNorm with its running statistics, as at inference
     x = torch.zeros(1, *model.input_shape)
@@ -75,9 +79,12 @@ def describe(model: nn.Module) -> list[str]:
         for index, (name, layer) in enumerate(layers):
             label = f"{part}.{name} {type(layer).__name__}"
             y = layer(x)
-            shape = f"latent {y.shape[1]}" if part == "encoder" and index == len(layers) - 1 else _size(y.shape[1:])
+            last_of_encoder = part == "encoder" and index == len(layers) - 1
+            shape = _size(y.shape[1:])
+            if last_of_encoder:  # e.g. "2 x latent 16": a VAE's mean and log-variance
+                shape = f"{variant.heads} x latent {y.shape[1] // variant.heads}" if variant.heads > 1 else f"latent {y.shape[1]}"
             lines.append(f"{label:<30} {shape:<12} {_formula(label, layer, x, y)}".rstrip())
-            x = y
+            x = variant.code(y) if last_of_encoder else y
     model.train(was_training)
     lines.append(f"parameters: {sum(p.numel() for p in model.parameters()):,}")
     same = tuple(x.shape[1:]) == tuple(model.input_shape)
@@ -104,4 +111,5 @@ def transposed_conv_by_zero_insertion(x: Tensor, weight: Tensor, stride: int, pa
 def describe_configured(cfg: DictConfig) -> list[str]:
     """`describe` for the network of a training config, after checking the config."""
     validate(cfg)
-    return describe(instantiate(cfg.model))
+    module = instantiate(cfg.module)
+    return describe(module.net, module.variant)

@@ -5,9 +5,11 @@ the job ends, our `metrics.json`). The summary has one row per job: its override
 test loss, epochs, samples/s, status (completed, pruned by an Optuna search, interrupted by a
 signal with where it stopped, failed with its error, or unfinished) and folder, sorted by best val
 loss; the best job's overrides are given as the command that trains it again; jobs that differ only in `seed` are also grouped as mean ± std; a plot
-shows the test loss against the swept parameters. It is written as `summary.csv`, `summary.md` and
-`summary.png` in the sweep folder, by `SweepSummary` when a multirun ends, or by this command for a
-sweep that is still running or was stopped.
+shows the test loss against the swept parameters. Jobs trained with evaluate=true add the headline
+figures of their evaluation (metrics.json's "evaluation": test MSE, denoising PSNR, probe
+accuracies, AUROC, ELBO ...) as columns, left empty for the jobs without them. It is written as
+`summary.csv`, `summary.md` and `summary.png` in the sweep folder, by `SweepSummary` when a
+multirun ends, or by this command for a sweep that is still running or was stopped.
 """
 
 import csv
@@ -35,7 +37,7 @@ STATUSES = ("completed", "pruned", "interrupted", "failed", "unfinished")
 def read_job(folder: Path) -> dict:
     """One job's row; `status` is one of STATUSES (unfinished: no metrics.json yet)."""
     overrides = [str(o) for o in OmegaConf.load(folder / ".hydra" / "overrides.yaml")]
-    row = dict.fromkeys(COLUMNS) | {"job": folder.name, "overrides": overrides, "folder": str(folder), "status": "unfinished"}
+    row = dict.fromkeys(COLUMNS) | {"job": folder.name, "overrides": overrides, "folder": str(folder), "status": "unfinished", "evaluation": {}}
     try:
         metrics = json.loads((folder / "metrics.json").read_text())
     except FileNotFoundError:
@@ -49,6 +51,7 @@ def read_job(folder: Path) -> dict:
         "samples_per_s": metrics.get("train_samples_per_s"),
         "status": metrics.get("status", "completed"),
         "error": metrics.get("error") or _interruption(metrics),
+        "evaluation": metrics.get("evaluation") or {},
     }
 
 
@@ -67,6 +70,15 @@ def read_sweep(sweep: Path) -> list[dict]:
     if not rows:
         raise UserError(f"{sweep} holds no job folders (<job>/.hydra/overrides.yaml); give the folder a multirun wrote")
     return sorted(rows, key=lambda r: (r["status"] != "completed", r[MONITOR] is None, r[MONITOR] if r[MONITOR] is not None else 0, _job_number(r["job"])))
+
+
+def evaluation_figures(rows: list[dict]) -> list[str]:
+    """The names of the evaluation figures any job has, in the order the jobs give them."""
+    return list(dict.fromkeys(name for row in rows for name in row["evaluation"]))
+
+
+def _figure_format(name: str) -> str:
+    return ".5f" if name == "test_mse" else ".4f" if name.endswith("accuracy") else ".2f"
 
 
 def _job_number(name: str) -> float:
@@ -130,7 +142,7 @@ def to_markdown(sweep: Path, rows: list[dict], groups: list[dict]) -> str:
     """The tables; overrides shared by every job are listed once above them."""
     common = set.intersection(*(set(r["overrides"]) for r in rows)) if len(rows) > 1 else set()
     counts = ", ".join(f"{sum(r['status'] == status for r in rows)} {status}" for status in STATUSES)
-    best = best_job(rows)
+    best, figures = best_job(rows), evaluation_figures(rows)
     lines = [
         f"# Sweep {sweep}",
         "",
@@ -141,10 +153,11 @@ def to_markdown(sweep: Path, rows: list[dict], groups: list[dict]) -> str:
     ]
     jobs = (
         [rank, r["job"], _shown(r["overrides"], common), _fmt(r[MONITOR]), _fmt(r["test_loss"]), _fmt(r["epochs"]), _fmt(r["samples_per_s"], ".0f"),
-         _status(r), Path(r["folder"]).name]
+         *(_fmt(r["evaluation"].get(name), _figure_format(name)) for name in figures), _status(r), Path(r["folder"]).name]
         for rank, r in enumerate(rows, 1)
     )  # fmt: skip
-    text = "\n".join(lines) + "\n" + markdown_table(["#", "job", "overrides", "best val loss", "test loss", "epochs", "samples/s", "status", "folder"], jobs)
+    head = ["#", "job", "overrides", "best val loss", "test loss", "epochs", "samples/s", *(name.replace("_", " ") for name in figures), "status", "folder"]
+    text = "\n".join(lines) + "\n" + markdown_table(head, jobs)
     if groups:
         seeds = ([_shown(g["overrides"], common), g["jobs"], _fmt(g[MONITOR]), _fmt(g["test_loss"])] for g in groups)
         text += "\n## Over seeds (mean ± std)\n\n" + markdown_table(["overrides", "jobs", "best val loss", "test loss"], seeds)
@@ -153,10 +166,11 @@ def to_markdown(sweep: Path, rows: list[dict], groups: list[dict]) -> str:
 
 def to_csv(rows: list[dict]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    at = COLUMNS.index("status")  # the evaluation figures after the training ones
+    writer = csv.DictWriter(buffer, fieldnames=[*COLUMNS[:at], *evaluation_figures(rows), *COLUMNS[at:]])
     writer.writeheader()
     for row in rows:
-        writer.writerow(row | {"overrides": " ".join(row["overrides"])})
+        writer.writerow({key: row[key] for key in COLUMNS} | row["evaluation"] | {"overrides": " ".join(row["overrides"])})
     return buffer.getvalue()
 
 

@@ -1,6 +1,7 @@
 """Callbacks for what the lecture's trainer showed: speed, one summary line per validation, and
-clean / noisy / reconstructed image grids plus a latent scatter at each validation; and a guard
-that stops a diverged run before its broken weights reach a checkpoint.
+clean / noisy / reconstructed image grids plus a latent scatter at each validation, and a VAE's
+samples from its prior; and a guard that stops a diverged run before its broken weights reach a
+checkpoint.
 
 Everything here runs at epoch or validation boundaries, never per training step, so it adds no
 cost (and no device sync) to the training loop beyond counting samples.
@@ -154,6 +155,14 @@ class StopOnDivergence(L.Callback):
         self._check(trainer)
 
 
+def tensorboard_of(trainer: L.Trainer):
+    """The trainer's TensorBoard writer, or None when no TensorBoard logger is configured."""
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            return logger.experiment
+    return None
+
+
 class ValidationImages(L.Callback):
     """At each validation: a grid of fixed validation images (row 1 clean, row 2 noisy, row 3
     reconstructed) and, for a 2-D latent space, a scatter of the validation codes coloured by class.
@@ -186,7 +195,7 @@ class ValidationImages(L.Callback):
         if self.fixed_images is None:
             self._consider(images, labels)
         if pl_module.net.latent_dim == 2:
-            self.codes.append(pl_module.net.encode(images).float().cpu())
+            self.codes.append(pl_module.encode(images).float().cpu())
             self.labels.append(labels.cpu())
 
     def _consider(self, images: torch.Tensor, labels: torch.Tensor) -> None:
@@ -214,7 +223,7 @@ class ValidationImages(L.Callback):
         recon = pl_module(noisy).float()
         grid = make_grid(torch.cat([clean, noisy, recon]).cpu(), nrow=len(clean), pad_value=1.0)
         save_image(torch.nn.functional.interpolate(grid[None], scale_factor=3)[0], self.output_dir / "reconstructions.png")
-        tensorboard = self._tensorboard(trainer)
+        tensorboard = tensorboard_of(trainer)
         if tensorboard is not None:
             tensorboard.add_image("val/reconstructions", grid, trainer.global_step)
         if self.codes:
@@ -233,9 +242,29 @@ class ValidationImages(L.Callback):
     def load_state_dict(self, state_dict: dict) -> None:
         self.fixed_images = state_dict.get("fixed_images")
 
-    @staticmethod
-    def _tensorboard(trainer: L.Trainer):
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                return logger.experiment
-        return None
+
+class PriorSamples(L.Callback):
+    """At each validation, for a generative variant (the VAE): a grid of images decoded from
+    `num_images` codes drawn from its prior, to TensorBoard as `val/prior_samples`. The codes are
+    drawn once, on the CPU with a generator seeded by `seed`, so every epoch's grid (on any device)
+    decodes the same codes and the change from one to the next is the decoder's own. Variants
+    without a prior log nothing."""
+
+    def __init__(self, num_images: int = 64, seed: int = 1234) -> None:
+        self.num_images = num_images
+        self.seed = seed
+        self.codes: torch.Tensor | None = None  # (num_images, latent_dim), drawn at the first validation
+
+    @override
+    @torch.no_grad()
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or not pl_module.variant.generative:
+            return
+        tensorboard = tensorboard_of(trainer)
+        if tensorboard is None:
+            return
+        if self.codes is None:
+            self.codes = pl_module.variant.sample_prior(self.num_images, pl_module.net.latent_dim, torch.Generator().manual_seed(self.seed))
+        images = pl_module.decode(self.codes.to(pl_module.device)).float().cpu()  # (num_images, C, H, W)
+        grid = make_grid(images, nrow=math.ceil(math.sqrt(self.num_images)), pad_value=1.0)
+        tensorboard.add_image("val/prior_samples", grid, trainer.global_step)

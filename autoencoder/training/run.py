@@ -2,7 +2,8 @@
 `train_job(cfg, launcher)` is what the command runs for each job of a single run or a sweep.
 
 A run folder gets the resolved config, logger output, checkpoints (best by val loss, and last),
-image grids and `metrics.json` (with DDP, only the first process writes them).
+image grids and `metrics.json` (with DDP, only the first process writes them); with evaluate=true
+also `evaluation/`, what `python -m autoencoder.evaluate` writes for the best checkpoint.
 """
 
 import json
@@ -26,6 +27,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from autoencoder.config.validation import validate
+from autoencoder.evaluation.evaluate import evaluate, headline
 from autoencoder.training.callbacks import Diverged, EpochSummary
 from autoencoder.training.checkpoints import (
     FINAL_STATUSES,
@@ -48,7 +50,7 @@ log = logging.getLogger(__name__)
 def _hparams(cfg: DictConfig) -> dict:
     """The run's settings for the logger's hyperparameters (the module node only repeats them)."""
     params = OmegaConf.to_container(cfg, resolve=True)
-    for key in ("module", "callbacks", "output_dir", "ckpt_path", "resume", "resume_unfinished", "interrupts"):
+    for key in ("module", "callbacks", "output_dir", "ckpt_path", "resume", "resume_unfinished", "interrupts", "evaluation"):
         params.pop(key, None)
     return params
 
@@ -99,7 +101,8 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
     added to the configured ones (the benchmark times steps with one). With `resume=<run folder>`
     the run goes on in that folder, with its config, from its latest checkpoint; with
     `resume_unfinished` a run whose folder holds a completed run returns its metrics untrained.
-    A signal in `interrupts.signals` stops the run with Interrupted (autoencoder.training.interrupts)."""
+    A signal in `interrupts.signals` stops the run with Interrupted (autoencoder.training.interrupts).
+    With `evaluate` a completed run is then evaluated (`evaluate_run`)."""
     if not cfg.resume and cfg.resume_unfinished is True and run_status(cfg.output_dir) in FINAL_STATUSES:
         log.info("%s already holds a finished run: kept, not trained again", cfg.output_dir)
         return json.loads((Path(cfg.output_dir) / "metrics.json").read_text())
@@ -125,12 +128,36 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
     try:
         with listener:
             trainer = build_trainer(cfg, logger, [*instantiate_callbacks(cfg.callbacks), ConfigInCheckpoint(cfg), ResumeExactly(), stop, *callbacks])
-            return fit_and_test(cfg, trainer, module, datamodule, ckpt_path)
+            if cfg.evaluate and (trainer.checkpoint_callback is None or trainer.fast_dev_run):
+                raise UserError(
+                    "evaluate=true evaluates the run's best checkpoint, and this run saves none: keep callbacks.model_checkpoint and "
+                    "trainer.enable_checkpointing=true, without trainer.fast_dev_run"
+                )
+            metrics = fit_and_test(cfg, trainer, module, datamodule, ckpt_path)
     finally:
         if isinstance(logger, WandbLogger):  # its run stays open otherwise: the next run of a sweep would log into it
             import wandb
 
             wandb.finish()
+    # Once the signal listener is gone (Ctrl-C stops an evaluation as it stops the evaluate command),
+    # and by the first process alone, as it alone writes metrics.json.
+    if cfg.evaluate and metrics["status"] == "completed" and trainer.is_global_zero:
+        metrics["evaluation"] = evaluate_run(cfg, metrics)
+    return metrics
+
+
+def evaluate_run(cfg: DictConfig, metrics: dict) -> dict:
+    """Evaluate a completed run's best checkpoint (its last where none was best) into
+    `<run>/evaluation/` with the settings of `cfg.evaluation`, and add the headline figures to
+    its metrics.json, which is written without them first: an evaluation that fails or is
+    stopped leaves the run's own figures. Returns the headline figures."""
+    out = Path(cfg.output_dir)
+    checkpoint = metrics["best_checkpoint"] or metrics["last_checkpoint"]
+    settings = OmegaConf.merge({"ckpt_path": checkpoint, "output_dir": str(out / "evaluation")}, cfg.evaluation)
+    figures = headline(evaluate(settings))
+    write_atomic(out / "metrics.json", json.dumps(metrics | {"evaluation": figures}, indent=2) + "\n")
+    log.info("evaluation: %s | %s", ", ".join(f"{key} {value:.4g}" for key, value in figures.items()), out / "evaluation")
+    return figures
 
 
 def _run_metrics(trainer: L.Trainer) -> dict:

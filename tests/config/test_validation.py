@@ -7,7 +7,16 @@ from autoencoder import CONFIG_DIR
 from autoencoder.config.validation import unchecked_keys, validate
 from autoencoder.utils.errors import UserError
 
-ENTRY_POINTS = {"config": [], "evaluate": ["ckpt_path=x.ckpt"], "encode": ["ckpt_path=x.ckpt"], "anomaly": [], "bench": [], "shapes": [], "time_to_quality": []}
+ENTRY_POINTS = {
+    "config": [],
+    "evaluate": ["ckpt_path=x.ckpt"],
+    "encode": ["ckpt_path=x.ckpt"],
+    "sample": ["ckpt_path=x.ckpt"],
+    "anomaly": [],
+    "bench": [],
+    "shapes": [],
+    "time_to_quality": [],
+}
 GROUP_OPTIONS = [
     f"{group.name}={option.stem}"
     for group in CONFIG_DIR.iterdir()

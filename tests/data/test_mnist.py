@@ -219,3 +219,23 @@ def test_ddp_processes_take_turns_and_the_same_number_of_batches():
     # 3 batches for 2 processes: the second wraps around to the first batch.
     uneven = [[b.tolist() for b in ShuffledBatches(10, 4, shuffle=False, rank=rank, world_size=2)] for rank in range(2)]
     assert uneven == [[[0, 1, 2, 3], [8, 9]], [[4, 5, 6, 7], [0, 1, 2, 3]]]
+
+
+def test_binarize_draws_training_batches_afresh_and_evaluation_images_once(fake_mnist):
+    dm = datamodule(fake_mnist, binarize=True)
+    grey = datamodule(fake_mnist)
+    val, again = dm.split("val")[0], datamodule(fake_mnist, binarize=True).split("val")[0]
+    assert set(val.unique().tolist()) <= {0.0, 1.0} and torch.equal(val, again)  # one seeded draw
+    test, test_grey = dm.split("test")[0], grey.split("test")[0]
+    assert set(test.unique().tolist()) <= {0.0, 1.0}
+    # Each pixel is 1 with probability its grey level: over the set, the means agree.
+    assert test.mean().item() == pytest.approx(test_grey.mean().item(), abs=0.01)
+    assert torch.equal(dm.split("train")[0], dm.split("train")[0])  # the probes' train images, fixed too
+
+    class Training:  # what the data module asks of its trainer while it trains
+        training, global_rank, world_size = True, 0, 1
+
+    dm.trainer = Training()
+    raw, labels = next(iter(dm.train_dataloader()))
+    first, second = (dm.on_after_batch_transfer((raw, labels), 0)[0] for _ in range(2))
+    assert set(first.unique().tolist()) <= {0.0, 1.0} and not torch.equal(first, second)  # dynamic

@@ -71,7 +71,7 @@ def test_one_class_runs_score_whole_splits_and_resume(fake_mnist, tmp_path, monk
         # The latent k-NN score: distances to the codes of the run's own training images.
         train_x, train_y = dm.split("train")
         with torch.no_grad():
-            normal, codes = lit.net.encode(train_x[train_y == run["class"]]), lit.net.encode(val_x)
+            normal, codes = lit.encode(train_x[train_y == run["class"]]), lit.encode(val_x)
         distances = torch.cdist(codes, normal).sort(1).values[:, :5].mean(1)
         assert run["val_auroc_latent_knn"] == pytest.approx(100 * roc_auc_score(is_anomaly, distances.numpy()), abs=1e-6)
         assert f"classes:\n  - {run['class']}" in (folder / "config.yaml").read_text()
@@ -88,6 +88,18 @@ def test_one_class_runs_score_whole_splits_and_resume(fake_mnist, tmp_path, monk
         recon = load_trained(run["checkpoint"])[1](test_x)
     errors = (recon - test_x).square().flatten(1).mean(1).numpy()
     assert run["test_auroc_mse"] == pytest.approx(100 * roc_auc_score((test_y != 4).numpy(), errors), abs=1e-6)
+
+
+def test_a_vae_adds_its_negative_elbo_score(fake_mnist, tmp_path):
+    summary = anomaly(entry(tmp_path, fake_mnist, "variant=vae", "loss=bce", "classes=[3]", "seeds=[0]", "data.val_size=100"))
+    assert set(summary["val"]) == set(summary["test"]) == {"mse", "relative", "latent_knn", "neg_elbo"}
+    run = summary["runs"][0]
+    val_x, val_y = make_datamodule(fake_mnist, val_size=100).split("val")
+    _, lit = load_trained(run["checkpoint"])
+    with torch.no_grad():
+        neg_elbo = lit.variant.negative_elbo(lit.net, val_x, "bce", torch.Generator().manual_seed(0))
+    assert run["val_auroc_neg_elbo"] == pytest.approx(100 * roc_auc_score((val_y != 3).numpy(), neg_elbo.numpy()), abs=1e-6)
+    assert "negative-ELBO score" in (tmp_path / "anomaly.md").read_text()
 
 
 def test_classes_by_name_on_another_dataset(tmp_path):

@@ -1,6 +1,6 @@
 import pytest
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from autoencoder.models.module import LitAutoencoder
 from autoencoder.models.networks import Autoencoder
@@ -12,27 +12,18 @@ pytestmark = pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\
 class Identity(Autoencoder):
     """A network that is neither conv nor MLP: codes are the flattened pixels."""
 
-    def __init__(self, side: int = 4):
+    def __init__(self, side: int = 4, heads: int = 1):
+        assert heads == 1, "the identity gives one code"
         super().__init__(nn.Flatten(), nn.Unflatten(1, (1, side, side)), latent_dim=side * side, input_shape=(1, side, side))
 
 
-class PenalisedIdentity(Identity):
-    """The identity with an extra loss term: the mean absolute code, times `weight`."""
-
-    def __init__(self, weight: float = 0.5):
-        super().__init__()
-        self.weight = weight
-
-    def loss_terms(self, x: Tensor, z: Tensor) -> dict[str, Tensor]:
-        return {"l1": self.weight * z.abs().mean()}
-
-
-def module(corruption: str = "Gaussian", noise: float = 0.0, loss: str = "mse", net: str = "Identity") -> LitAutoencoder:
+def module(corruption: str = "Gaussian", noise: float = 0.0, loss: str = "mse", variant: dict | None = None) -> LitAutoencoder:
     return LitAutoencoder(
-        net={"_target_": f"{__name__}.{net}"},
+        net={"_target_": f"{__name__}.Identity"},
         corruption={"_target_": f"autoencoder.models.corruption.{corruption}", "noise": noise},
         optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1},
         loss=loss,
+        variant=variant,
     )
 
 
@@ -67,11 +58,12 @@ def test_bce_loss():
     assert loss.item() == pytest.approx(nn.functional.binary_cross_entropy(x, x).item())
 
 
-def test_the_networks_loss_terms_are_added_to_the_reconstruction_loss():
+def test_the_variants_terms_are_added_to_the_reconstruction_loss():
     x, y = batch()
-    lit = module("Masking", noise=1.0, net="PenalisedIdentity")  # codes of the masked input are all 0
+    sparse = {"_target_": "autoencoder.models.variants.Sparse", "weight": 0.5}
+    lit = module("Masking", noise=1.0, variant=sparse)  # codes of the masked input are all 0
     assert lit.training_step((x, y), 0).item() == pytest.approx(x.pow(2).mean().item())
-    lit = module(net="PenalisedIdentity")  # reconstruction perfect: only the penalty is left
+    lit = module(variant=sparse)  # reconstruction perfect: only the penalty is left
     assert lit.training_step((x, y), 0).item() == pytest.approx(0.5 * x.abs().mean().item())
 
 

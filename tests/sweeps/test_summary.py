@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from autoencoder.sweeps.summary import seed_groups, summarize
+from autoencoder.sweeps.summary import COLUMNS, seed_groups, summarize
 from autoencoder.utils.errors import UserError
 from tests.conftest import run_module
 
@@ -76,6 +76,25 @@ def test_jobs_differing_only_in_seed_are_grouped(sweep):
     mean, std = groups[0]["best_val_loss"]
     assert mean == pytest.approx(0.011) and std == pytest.approx(0.0014142, rel=1e-3)
     assert "| `model.latent_dim=8` | 2 | 0.01100 ± 0.00141 | 0.01200 ± 0.00141 |" in (sweep / "summary.md").read_text()
+
+
+def test_evaluation_figures_become_columns_left_empty_for_jobs_without_them(sweep, tmp_path):
+    evaluated = tmp_path / "evaluated"
+    job(evaluated, "0", ["variant=ae"], done(0.02, 0.021) | {"evaluation": {"test_mse": 0.0201, "knn_accuracy": 0.9}})
+    job(evaluated, "1", ["variant=vae"], done(0.03, 0.031) | {"evaluation": {"test_mse": 0.0302, "knn_accuracy": 0.8, "nll_nats": 95.25}})
+    job(evaluated, "2", ["variant=sparse"], done(0.04, 0.041))  # trained without evaluate=true
+    summarize(evaluated)
+    with open(evaluated / "summary.csv") as file:
+        reader = csv.DictReader(file)
+        saved = list(reader)
+    assert reader.fieldnames == [*COLUMNS[:6], "test_mse", "knn_accuracy", "nll_nats", "status", "error", "folder"]
+    assert [(r["test_mse"], r["knn_accuracy"], r["nll_nats"]) for r in saved] == [("0.0201", "0.9", ""), ("0.0302", "0.8", "95.25"), ("", "", "")]
+    text = (evaluated / "summary.md").read_text()
+    assert "| samples/s | test mse | knn accuracy | nll nats | status |" in text
+    assert "| 1500 | 0.02010 | 0.9000 | - | completed |" in text and "| 1500 | 0.03020 | 0.8000 | 95.25 | completed |" in text
+    summarize(sweep)  # no job evaluated: the columns of before
+    with open(sweep / "summary.csv") as file:
+        assert csv.DictReader(file).fieldnames == list(COLUMNS)
 
 
 def test_rebuilding_replaces_the_summary(sweep):

@@ -52,11 +52,13 @@ def test_joblib_jobs_share_the_cores(tmp_path, fake_mnist):
         assert f"threads: {max(1, os.cpu_count() // 2)}\n" in config
 
 
-def test_ddp_on_cpu_writes_one_consistent_metrics_file(tmp_path, fake_mnist):
+# The contractive penalty differentiates a gradient, the VAE samples: both under DDP's gradient hooks too.
+@pytest.mark.parametrize("variant", ["ae", "contractive", "vae"])
+def test_ddp_on_cpu_writes_one_consistent_metrics_file(tmp_path, fake_mnist, variant):
     run = tmp_path / "run"
     result = run_module(
         "autoencoder.train", *tiny(fake_mnist), "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", f"hydra.run.dir={run}",
-        cwd=tmp_path, timeout=600,
+        f"variant={variant}", cwd=tmp_path, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("metrics.json")) == ["run/metrics.json"]

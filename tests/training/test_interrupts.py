@@ -55,18 +55,22 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
     return torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
 
 
+# A VAE with a KL warm-up also needs its sampling noise and its place in the warm-up restored.
+VAE = ("variant=vae", "loss=bce", "variant.warmup_epochs=2")
+
+
 @pytest.mark.parametrize(
-    "epoch, batch, stopped_after",
-    [(0, 2, (1, 4)), (0, STEPS_PER_EPOCH - 1, (1, STEPS_PER_EPOCH))],
-    ids=["mid-epoch", "epoch boundary"],
+    "epoch, batch, stopped_after, variant",
+    [(0, 2, (1, 4), ()), (0, STEPS_PER_EPOCH - 1, (1, STEPS_PER_EPOCH), ()), (0, 2, (1, 4), VAE)],
+    ids=["mid-epoch", "epoch boundary", "vae mid-epoch"],
 )
-def test_interrupted_and_resumed_run_ends_as_the_run_left_alone(make_cfg, tmp_path, epoch, batch, stopped_after):
+def test_interrupted_and_resumed_run_ends_as_the_run_left_alone(make_cfg, tmp_path, epoch, batch, stopped_after, variant):
     alone, alone_batches = tmp_path / "alone", BatchRecorder()
-    reference = train(make_cfg(*EXACT, output_dir=alone), callbacks=[alone_batches])
+    reference = train(make_cfg(*EXACT, *variant, output_dir=alone), callbacks=[alone_batches])
 
     run, first_part = tmp_path / "interrupted", BatchRecorder()
     with pytest.raises(Interrupted) as stop:
-        train(make_cfg(*EXACT, output_dir=run), callbacks=[SignalAt(epoch, batch), first_part])
+        train(make_cfg(*EXACT, *variant, output_dir=run), callbacks=[SignalAt(epoch, batch), first_part])
     assert stop.value.exit_code == 128 + signal.SIGTERM
     stopped = json.loads((run / "metrics.json").read_text())
     assert stopped["status"] == "interrupted" and stopped["signal"] == "SIGTERM"

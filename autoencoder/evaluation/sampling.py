@@ -1,0 +1,116 @@
+"""What a trained autoencoder's latent space holds beyond the training images
+(`python -m autoencoder.sample ckpt_path=...`).
+
+- prior.png, for a generative variant (the VAE): images decoded from codes drawn from its prior
+  N(0, I), which shows what the model generates on its own. A plain, sparse or contractive
+  autoencoder has no prior to draw from, so it gets no such grid (an info line says so).
+- interpolation.png: for pairs of images of a split, the images decoded along the straight line
+  between their codes, one row per pair with the two real images at its ends. Whether the path
+  between two digits passes through digits or through blurs tells how smooth the latent space is.
+
+Both grids also go to TensorBoard (`sample/prior`, `sample/interpolation`), and sample.json lists
+the files and the settings. The codes and the pairs are drawn with generators seeded by `seed`, so
+a run is repeated exactly.
+"""
+
+import io
+import json
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor
+from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import make_grid, save_image
+
+from autoencoder.config.validation import validate
+from autoencoder.evaluation.batched import in_batches
+from autoencoder.models.module import LitAutoencoder
+from autoencoder.training.checkpoints import datamodule_for, load_trained
+from autoencoder.utils.errors import UserError
+from autoencoder.utils.files import write_atomic
+
+log = logging.getLogger(__name__)
+
+SETTINGS = ("num_samples", "pairs", "steps", "split", "seed")
+
+
+def image_grid(images: Tensor, per_row: int) -> Tensor:
+    """Images (N, C, H, W) as one (3, H', W') grid, `per_row` to a row, with white lines between
+    them (as the training's validation grids have)."""
+    return make_grid(images, nrow=per_row, pad_value=1.0)
+
+
+def png_bytes(grid: Tensor) -> bytes:
+    """The grid encoded as a PNG in memory, so that it reaches the disk in one atomic write."""
+    buffer = io.BytesIO()
+    save_image(grid, buffer, format="png")
+    return buffer.getvalue()
+
+
+def prior_images(module: LitAutoencoder, n: int, seed: int, batch_size: int = 1000) -> Tensor:
+    """`n` images (n, C, H, W) decoded from codes drawn from a generative variant's prior."""
+    codes = module.variant.sample_prior(n, module.net.latent_dim, torch.Generator().manual_seed(seed))  # (n, latent_dim)
+    return in_batches(module.decode, codes, batch_size)
+
+
+def choose_pairs(n_images: int, pairs: int, seed: int) -> Tensor:
+    """`pairs` pairs (pairs, 2) of positions in a split of `n_images`, all distinct, drawn with
+    their own seeded generator: the same pairs whatever else the command draws."""
+    return torch.randperm(n_images, generator=torch.Generator().manual_seed(seed))[: 2 * pairs].view(pairs, 2)
+
+
+@torch.no_grad()
+def interpolation(module: LitAutoencoder, first: Tensor, second: Tensor, steps: int, batch_size: int = 1000) -> Tensor:
+    """For image pairs `first`, `second` (P, C, H, W) each, rows (P, steps + 2, C, H, W): the first
+    image, the images decoded at `steps` evenly spaced points on the line from its code to the
+    second's (both codes included), and the second image. The ends are decoded from exactly the two
+    codes, so a row's second and last-but-one images are the pair's reconstructions."""
+    start, end = in_batches(module.encode, first, batch_size), in_batches(module.encode, second, batch_size)  # (P, latent_dim) each
+    t = torch.linspace(0, 1, steps)[None, :, None]  # (1, steps, 1)
+    codes = (1 - t) * start[:, None] + t * end[:, None]  # (P, steps, latent_dim); t = 0 and 1 give the codes exactly
+    decoded = in_batches(module.decode, codes.flatten(0, 1), batch_size).unflatten(0, codes.shape[:2])  # (P, steps, C, H, W)
+    return torch.cat([first[:, None], decoded, second[:, None]], dim=1)
+
+
+def sample(cfg: DictConfig, data_overrides: Mapping | None = None) -> dict:
+    """Write prior.png (generative variants only), interpolation.png, their TensorBoard images and
+    sample.json to `cfg.output_dir`; returns what sample.json holds. `data_overrides` replace keys
+    of the run's data config (e.g. its data_dir)."""
+    validate(cfg)
+    run_cfg, module = load_trained(cfg.ckpt_path)
+    images, _ = datamodule_for(run_cfg, data_overrides).split(cfg.split)
+    if 2 * cfg.pairs > len(images):
+        raise UserError(
+            f"pairs={cfg.pairs} needs {2 * cfg.pairs} distinct images, but the {cfg.split} split has {len(images)}; ask for at most {len(images) // 2} pairs"
+        )
+
+    grids = {}
+    variant = type(module.variant).__name__
+    if module.variant.generative:
+        grids["prior"] = image_grid(prior_images(module, cfg.num_samples, cfg.seed, cfg.batch_size), math.ceil(math.sqrt(cfg.num_samples)))
+    else:
+        log.info("the %s variant has no prior to sample from: writing the interpolation only", variant)
+    pairs = choose_pairs(len(images), cfg.pairs, cfg.seed)
+    rows = interpolation(module, images[pairs[:, 0]], images[pairs[:, 1]], cfg.steps, cfg.batch_size)  # (pairs, steps + 2, C, H, W)
+    grids["interpolation"] = image_grid(rows.flatten(0, 1), cfg.steps + 2)
+
+    out = Path(cfg.output_dir)
+    writer = SummaryWriter(str(out / "tensorboard"))
+    for name, grid in grids.items():
+        write_atomic(out / f"{name}.png", png_bytes(grid))
+        writer.add_image(f"sample/{name}", grid)
+    writer.close()
+    result = {
+        "checkpoint": str(Path(cfg.ckpt_path).expanduser().resolve()),
+        "variant": variant,
+        "files": [f"{name}.png" for name in grids],
+        "settings": {key: cfg[key] for key in SETTINGS},
+        "pair_positions": pairs.tolist(),  # in the split, per row of interpolation.png
+    }
+    write_atomic(out / "sample.json", json.dumps(result, indent=2) + "\n")
+    log.info("%s written to %s", ", ".join(result["files"]), out)
+    return result

@@ -1,0 +1,205 @@
+"""Autoencoder variants: what training asks of an architecture's encoder and decoder.
+
+A variant (conf/variant/) turns the encoder's output into codes and says what training minimises;
+the architecture (conf/model/) only says how images become vectors and back. So every variant runs
+on every architecture and corruption: the module hands the variant the network, the (corrupted)
+input and the clean target, and sums the terms it returns.
+
+- `Plain` (variant=ae): the reconstruction loss alone, per pixel, as `loss` (mse or bce) says.
+- `Sparse` (variant=sparse): plus an L1 penalty on the codes.
+- `Contractive` (variant=contractive): plus the squared Frobenius norm of the encoder's Jacobian.
+- `Variational` (variant=vae): the encoder gives a Gaussian q(z|x); the loss is the negative ELBO
+  in nats per image, with the KL term weighted by beta.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+if TYPE_CHECKING:  # networks -> sizes -> variants: a run-time import would be circular
+    from autoencoder.models.networks import Autoencoder
+
+PER_PIXEL = {"mse": F.mse_loss, "bce": F.binary_cross_entropy}
+
+
+def reconstruction_loss(reconstruction: Tensor, target: Tensor, loss: str) -> Tensor:
+    """The mean per-pixel `loss`, in fp32 whatever the autocast precision (BCE is unsafe under it)."""
+    with torch.autocast(reconstruction.device.type, enabled=False):
+        return PER_PIXEL[loss](reconstruction.float(), target.float())
+
+
+class Plain(nn.Module):
+    """The (denoising) autoencoder: minimise the reconstruction loss of g(h(r(x))) against x.
+
+    The contract for every variant: `heads` is how many vectors of latent_dim the encoder must
+    give (the module builds the network so); `code` maps the encoder's output to the codes that
+    features, figures and interpolation use; `terms` returns the named parts of the loss."""
+
+    heads = 1
+    generative = False  # whether it has a prior to sample (`sample_prior`) and a likelihood
+    double_backward = False  # whether its loss differentiates a gradient (torch.compile cannot)
+
+    def code(self, h: Tensor) -> Tensor:
+        return h
+
+    def penalties(self, x: Tensor, z: Tensor) -> dict[str, Tensor]:
+        """Terms on the input `x` and its codes `z`, added to the reconstruction loss."""
+        return {}
+
+    def terms(
+        self, net: Autoencoder, x: Tensor, target: Tensor, loss: str, generator: torch.Generator | None = None, progress: float | None = None
+    ) -> dict[str, Tensor]:
+        """The loss parts for input `x` (corrupted or not) and the clean `target`. `generator`
+        seeds any sampling (validation passes one); `progress` is the training epoch as a float
+        (None outside training)."""
+        z = self.code(net.encode(x))
+        return {"reconstruction": reconstruction_loss(net.decode(z), target, loss), **self.penalties(x, z)}
+
+
+class Sparse(Plain):
+    """An L1 penalty `weight` x mean |z| on the codes: few active units per image (a Laplace prior
+    on the codes). We chose L1 over a KL sparsity target because it needs no sigmoid codes and no
+    target rate, so it applies to every architecture's linear code unchanged."""
+
+    def __init__(self, weight: float = 1e-3):
+        super().__init__()
+        self.weight = weight
+
+    def penalties(self, x: Tensor, z: Tensor) -> dict[str, Tensor]:
+        return {"sparsity": self.weight * z.float().abs().mean()}
+
+
+def jacobian_norm_estimate(z: Tensor, x: Tensor, projections: int = 1) -> Tensor:
+    """An unbiased estimate of the batch mean of ||dz/dx||_F^2, differentiable (Hutchinson's).
+
+    For v with independent +-1 entries, E ||J^T v||^2 = trace(J J^T) = ||J||_F^2, and J^T v is one
+    vector-Jacobian product: the cost of one more backward pass through the encoder per projection,
+    whatever the code's size. It is exact when J's rows are orthogonal. Each image draws its own v,
+    so the coupling BatchNorm adds between the images of a batch only adds terms of order 1/B."""
+    total = z.new_zeros((), dtype=torch.float32)
+    for _ in range(projections):
+        v = torch.randint(0, 2, z.shape, device=z.device).to(z.dtype) * 2 - 1
+        (jtv,) = torch.autograd.grad(z, x, v, create_graph=True)  # (B, C, H, W)
+        total = total + jtv.float().pow(2).flatten(1).sum(1).mean()
+    return total / projections
+
+
+class Contractive(Plain):
+    """A penalty `weight` x ||dz/dx||_F^2 on the encoder's Jacobian at the input (Rifai et al.,
+    2011), for the whole encoder, estimated with `projections` random projections. It is computed in
+    training only: Lightning turns gradients off for validation and test, whose loss is then the
+    reconstruction alone. It needs a double backward, which torch.compile does not support."""
+
+    double_backward = True
+
+    def __init__(self, weight: float = 1e-4, projections: int = 1):
+        super().__init__()
+        self.weight, self.projections = weight, projections
+
+    def terms(
+        self, net: Autoencoder, x: Tensor, target: Tensor, loss: str, generator: torch.Generator | None = None, progress: float | None = None
+    ) -> dict[str, Tensor]:
+        if torch.is_grad_enabled():
+            x = x.detach().requires_grad_(True)
+        return super().terms(net, x, target, loss, generator, progress)
+
+    def penalties(self, x: Tensor, z: Tensor) -> dict[str, Tensor]:
+        if not x.requires_grad:
+            return {}
+        return {"contractive": self.weight * jacobian_norm_estimate(z, x, self.projections)}
+
+
+def reparameterise(mean: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """z = mean + sigma * eps with eps ~ N(0, I): a sample of q(z|x) that gradients flow through."""
+    eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+    return mean + torch.exp(0.5 * logvar) * eps
+
+
+def kl_to_standard_normal(mean: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mean, exp(logvar)) || N(0, I)) per row, in nats: 0.5 sum(mean^2 + var - logvar - 1)."""
+    return 0.5 * (mean.pow(2) + logvar.exp() - logvar - 1).sum(1)
+
+
+def standard_normal_log_density(z: Tensor) -> Tensor:
+    """log N(z; 0, I) per row."""
+    return -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(1)
+
+
+def gaussian_log_density(z: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
+    """log N(z; mean, exp(logvar)) per row (diagonal covariance)."""
+    return -0.5 * ((z - mean).pow(2) / logvar.exp() + logvar + math.log(2 * math.pi)).sum(1)
+
+
+class Variational(Plain):
+    """The VAE (Kingma & Welling, 2014): the encoder gives the mean and log-variance of a diagonal
+    Gaussian q(z|x), a sample z = mean + sigma * eps is decoded, and the loss is the negative ELBO
+    -E_q log p(x|z) + beta KL(q(z|x) || N(0, I)), in nats per image (a sum over pixels).
+
+    p(x|z) is Bernoulli with the decoder's output as its means for loss=bce, and Gaussian with that
+    mean and the fixed standard deviation `sigma` for loss=mse. beta != 1 is the beta-VAE; with
+    `warmup_epochs` the KL weight rises linearly from 0 to beta over that many training epochs
+    (validation and test always weigh it by beta, so their losses compare across epochs). The
+    codes used for features are the posterior means."""
+
+    heads = 2
+    generative = True
+
+    def __init__(self, beta: float = 1.0, warmup_epochs: float = 0, sigma: float = 0.1):
+        super().__init__()
+        self.beta, self.warmup_epochs, self.sigma = beta, warmup_epochs, sigma
+
+    def posterior(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        """The mean and log-variance (B, latent_dim) each, in fp32, from the encoder's (B, 2 latent_dim)."""
+        mean, logvar = h.float().chunk(2, dim=1)
+        return mean, logvar.clamp(-30, 20)  # exp() of it stays finite
+
+    def code(self, h: Tensor) -> Tensor:
+        return self.posterior(h)[0]
+
+    def log_likelihood(self, reconstruction: Tensor, target: Tensor, loss: str) -> Tensor:
+        """log p(x|z) per image (B,), with `reconstruction` the decoder's output for z."""
+        with torch.autocast(reconstruction.device.type, enabled=False):
+            mean, target = reconstruction.float().flatten(1), target.float().flatten(1)
+            if loss == "bce":
+                return -F.binary_cross_entropy(mean, target, reduction="none").sum(1)
+            return -0.5 * (((target - mean) / self.sigma).pow(2) + math.log(2 * math.pi * self.sigma**2)).sum(1)
+
+    def kl_weight(self, progress: float | None) -> float:
+        if progress is None or not self.warmup_epochs:
+            return self.beta
+        return self.beta * min(1.0, progress / self.warmup_epochs)
+
+    def terms(
+        self, net: Autoencoder, x: Tensor, target: Tensor, loss: str, generator: torch.Generator | None = None, progress: float | None = None
+    ) -> dict[str, Tensor]:
+        mean, logvar = self.posterior(net.encode(x))
+        z = reparameterise(mean, logvar, generator)
+        reconstruction = -self.log_likelihood(net.decode(z), target, loss).mean()
+        return {"reconstruction": reconstruction, "kl": self.kl_weight(progress) * kl_to_standard_normal(mean, logvar).mean()}
+
+    def negative_elbo(self, net: Autoencoder, x: Tensor, loss: str, generator: torch.Generator | None = None) -> Tensor:
+        """-ELBO per image (B,) with one posterior sample and the exact KL (beta = 1): a bound on
+        -log p(x), and the VAE's anomaly score."""
+        mean, logvar = self.posterior(net.encode(x))
+        z = reparameterise(mean, logvar, generator)
+        return -self.log_likelihood(net.decode(z), x, loss) + kl_to_standard_normal(mean, logvar)
+
+    def log_weights(self, net: Autoencoder, x: Tensor, samples: int, loss: str, generator: torch.Generator | None = None) -> Tensor:
+        """log p(x, z_k) - log q(z_k|x) for `samples` draws z_k ~ q(z|x): (B, samples). Their
+        log-mean-exp is the importance-weighted bound on log p(x) (Burda et al., 2016)."""
+        mean, logvar = self.posterior(net.encode(x))
+        b, d = mean.shape
+        mean, logvar = (t.repeat_interleave(samples, dim=0) for t in (mean, logvar))  # (B * samples, d)
+        z = reparameterise(mean, logvar, generator)
+        images = x.repeat_interleave(samples, dim=0)
+        log_p = self.log_likelihood(net.decode(z), images, loss) + standard_normal_log_density(z)
+        return (log_p - gaussian_log_density(z, mean, logvar)).view(b, samples)
+
+    def sample_prior(self, n: int, latent_dim: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> Tensor:
+        """n codes drawn from the prior N(0, I): (n, latent_dim)."""
+        return torch.randn(n, latent_dim, generator=generator, device=device)
