@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): most of a test's time is starting Python and a few tiny runs, so
+# two share two cores well; TEST_WORKERS=0 runs the tests in this process alone.
+TEST_WORKERS ?= 2
 # The optional extras to install besides the package; CI adds the loggers' (wandb,mlflow).
 EXTRAS ?= test,lint
 
@@ -41,7 +44,7 @@ lint: install
 
 # pytest exits 5 when it collects no test; say so instead of failing obscurely.
 test: install
-	$(BIN)/pytest $(PYTEST_ARGS) || { rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; else exit $$rc; fi; }
+	$(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS) || { rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; else exit $$rc; fi; }
 
 test-fast: PYTEST_ARGS += -m "not slow"
 test-fast: test
