@@ -35,6 +35,11 @@ class Autoencoder(nn.Module):
     def decode(self, z: Tensor) -> Tensor:
         return self.decoder(z)
 
+    def forward(self, x: Tensor) -> Tensor:
+        """The reconstruction of `x` by a one-head network, for plain PyTorch loops (the benchmark's
+        lecture loop); training goes through the variant, which also reads two heads."""
+        return self.decode(self.encode(x))
+
 
 class ConvAutoencoder(Autoencoder):
     """The lecture's network: conv stages with BatchNorm and LeakyReLU, a linear bottleneck, and a
