@@ -37,7 +37,7 @@ from torchvision.utils import make_grid, save_image
 
 from autoencoder import CONFIG_DIR
 from autoencoder.config.validation import validate
-from autoencoder.data.images import ImageDataModule, class_names
+from autoencoder.data.images import class_names
 from autoencoder.evaluation.batched import in_batches
 from autoencoder.evaluation.figures import latent_scatter, psnr_plot
 from autoencoder.evaluation.likelihood import likelihood
@@ -166,11 +166,11 @@ def features(module: torch.nn.Module, train: tuple, test: tuple, test_codes: tor
     return {"train_images": len(train_x), "knn_k": cfg.probe.knn_k, **results}
 
 
-def anomaly_detection(module: torch.nn.Module, data: ImageDataModule, normal: list[int], test: tuple, names: list[str], cfg: DictConfig) -> dict:
+def anomaly_detection(module: torch.nn.Module, normal: list[int], train: tuple, test: tuple, names: list[str], cfg: DictConfig) -> dict:
     """Test AUROC (%) of a model trained on the classes `normal` only, the other classes being the
     anomalies, for each score of the anomaly command; its latent k-NN score measures distances to
     the codes of those classes' training images, as that command's does."""
-    (train_x, train_y), (test_x, test_y) = data.split("train"), test
+    (train_x, train_y), (test_x, test_y) = train, test
     labels = torch.tensor(normal)
     normal_codes = in_batches(module.encode, train_x[torch.isin(train_y, labels)], cfg.batch_size)
     is_anomaly = ~torch.isin(test_y, labels)
@@ -254,12 +254,13 @@ def evaluate(cfg: DictConfig, data_overrides: Mapping | None = None) -> dict:
     result["reconstruction"] = reconstruction(in_batches(module.decode, codes, cfg.batch_size), test_x, test_y, names)
     log.info("reconstruction: %s", result["reconstruction"])
     result["denoising"] = denoising(module, data.split("val")[0], test_x, cfg)
-    result["features"] = features(module, data.split("train"), (test_x, test_y), codes, cfg)
+    train = data.split("train")  # (N, C, H, W) floats: made once, for the probes and the anomaly scores
+    result["features"] = features(module, train, (test_x, test_y), codes, cfg)
     if module.variant.generative:
         result["likelihood"] = likelihood(module, test_x, cfg.likelihood.samples, cfg.likelihood.decodes, cfg.seed)
         log.info("likelihood: %s", result["likelihood"])
     if run_cfg.data.classes is not None:
-        result["anomaly"] = anomaly_detection(module, data, data.labels_of(run_cfg.data.classes), (test_x, test_y), names, cfg)
+        result["anomaly"] = anomaly_detection(module, data.labels_of(run_cfg.data.classes), train, (test_x, test_y), names, cfg)
         log.info("anomaly detection: %s", result["anomaly"])
 
     figures = {"denoising_psnr": psnr_plot(result["denoising"])}
