@@ -4,7 +4,10 @@ A multirun writes one folder per job (`<sweep>/<n>/`, with Hydra's `.hydra/overr
 the job ends, our `metrics.json`). The summary has one row per job: its overrides, best val loss,
 test loss, epochs, samples/s, status (completed, pruned by an Optuna search, interrupted by a
 signal with where it stopped, failed with its error, or unfinished) and folder, sorted by best val
-loss; the best job's overrides are given as the command that trains it again; jobs that differ only in `seed` are also grouped as mean ± std; a plot
+loss; the best job's overrides are given as the command that trains it again. Val losses of
+different variants or losses measure different objectives (nats of an ELBO, a penalised MSE ...), so
+a sweep over them ranks the jobs within each objective and picks no best. Jobs that differ only in
+`seed` are also grouped as mean ± std; a plot
 shows the test loss against the swept parameters. Jobs trained with evaluate=true add the headline
 figures of their evaluation (metrics.json's "evaluation": test MSE, denoising PSNR, probe
 accuracies, AUROC, ELBO ...) as columns, left empty for the jobs without them. It is written as
@@ -32,6 +35,7 @@ from autoencoder.utils.tables import markdown_table, mean_std
 MONITOR = "best_val_loss"
 COLUMNS = ("job", "overrides", "best_val_loss", "test_loss", "epochs", "samples_per_s", "status", "error", "folder")
 STATUSES = ("completed", "pruned", "interrupted", "failed", "unfinished")
+RANKED_WITHIN = "The jobs' val losses measure different objectives (variant, its settings, loss): they are ranked within each, and no best job is picked."
 
 
 def read_job(folder: Path) -> dict:
@@ -62,14 +66,24 @@ def _interruption(metrics: dict) -> str | None:
     return f"{metrics.get('signal')} {stop_point(metrics.get('epoch'), metrics.get('batch'))}"
 
 
+def objective(row: dict) -> tuple[str, ...]:
+    """The overrides that change what val loss measures: the variant, its settings and the loss."""
+    return tuple(sorted(o for o in row["overrides"] if _split(o)[0] in ("variant", "loss") or _split(o)[0].startswith("variant.")))
+
+
 def read_sweep(sweep: Path) -> list[dict]:
-    """Every job folder of a sweep, best first; failed and unfinished jobs last."""
+    """Every job folder of a sweep, best first, failed and unfinished jobs last; with several
+    objectives, ranked so within each (the objectives in the order of their first jobs)."""
     if not sweep.is_dir():
         raise UserError(f"sweep folder {sweep} does not exist; give the folder a multirun wrote (outputs/multirun/<day>/<time>)")
     rows = [read_job(folder) for folder in sweep.iterdir() if (folder / ".hydra" / "overrides.yaml").is_file()]
     if not rows:
         raise UserError(f"{sweep} holds no job folders (<job>/.hydra/overrides.yaml); give the folder a multirun wrote")
-    return sorted(rows, key=lambda r: (r["status"] != "completed", r[MONITOR] is None, r[MONITOR] if r[MONITOR] is not None else 0, _job_number(r["job"])))
+    rows.sort(key=lambda r: (r["status"] != "completed", r[MONITOR] is None, r[MONITOR] if r[MONITOR] is not None else 0, _job_number(r["job"])))
+    first: dict[tuple[str, ...], float] = {}
+    for row in sorted(rows, key=lambda r: _job_number(r["job"])):
+        first.setdefault(objective(row), _job_number(row["job"]))
+    return sorted(rows, key=lambda r: first[objective(r)])  # stable: the ranks within an objective stay
 
 
 def evaluation_figures(rows: list[dict]) -> list[str]:
@@ -91,7 +105,10 @@ def _split(override: str) -> tuple[str, str]:
 
 
 def best_job(rows: list[dict]) -> dict | None:
-    """The completed job with the lowest best val loss (rows as read_sweep sorts them)."""
+    """The completed job with the lowest best val loss (rows as read_sweep sorts them); None when
+    the jobs' val losses measure different objectives."""
+    if len({objective(r) for r in rows}) > 1:
+        return None
     return rows[0] if rows and rows[0]["status"] == "completed" and rows[0][MONITOR] is not None else None
 
 
@@ -148,6 +165,7 @@ def to_markdown(sweep: Path, rows: list[dict], groups: list[dict]) -> str:
         "",
         f"{len(rows)} jobs: {counts}. Sorted by best val loss, completed jobs first.",
         "",
+        *([] if len({objective(r) for r in rows}) == 1 else [RANKED_WITHIN, ""]),
         *([f"Every job: `{' '.join(o for o in rows[0]['overrides'] if o in common)}`", ""] if common else []),
         *(_best_lines(best) if best else []),
     ]

@@ -97,6 +97,25 @@ def test_evaluation_figures_become_columns_left_empty_for_jobs_without_them(swee
         assert csv.DictReader(file).fieldnames == list(COLUMNS)
 
 
+def test_jobs_of_different_objectives_are_ranked_within_each_and_no_best_is_picked(tmp_path):
+    study = tmp_path / "study"
+    # a VAE's val loss is nats per image, an AE's an MSE: 0.004 < 95 says nothing
+    job(study, "0", ["variant=ae", "noise=0"], done(0.0040, 0.0041))
+    job(study, "1", ["variant=ae", "noise=0.3"], done(0.0030, 0.0031))
+    job(study, "2", ["variant=vae", "noise=0"], done(95.0, 95.1))
+    job(study, "3", ["variant=vae", "noise=0.3"], done(99.0, 99.1))
+    job(study, "4", ["variant=vae", "variant.beta=4", "noise=0"], done(90.0, 90.1))
+    rows = summarize(study)
+    assert [r["job"] for r in rows] == ["1", "0", "2", "3", "4"]
+    text = (study / "summary.md").read_text()
+    assert "ranked within each, and no best job is picked" in text and "Best:" not in text
+    same = tmp_path / "same"
+    job(same, "0", ["variant=vae", "noise=0"], done(95.0, 95.1))
+    job(same, "1", ["variant=vae", "noise=0.3"], done(94.0, 94.1))
+    assert [r["job"] for r in summarize(same)] == ["1", "0"]
+    assert "Best: job 1" in (same / "summary.md").read_text()
+
+
 def test_rebuilding_replaces_the_summary(sweep):
     summarize(sweep)
     (sweep / "5" / "metrics.json").write_text(json.dumps(done(0.005, 0.006)))  # the last job finished
