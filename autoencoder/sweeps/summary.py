@@ -68,7 +68,12 @@ def _interruption(metrics: dict) -> str | None:
 
 def objective(row: dict) -> tuple[str, ...]:
     """The overrides that change what val loss measures: the variant, its settings and the loss."""
-    return tuple(sorted(o for o in row["overrides"] if _split(o)[0] in ("variant", "loss") or _split(o)[0].startswith("variant.")))
+    return tuple(sorted(o for o in row["overrides"] if _split(o)[0].split(".")[0] in ("variant", "loss")))
+
+
+def one_objective(rows: list[dict]) -> bool:
+    """Whether every job's val loss measures the same thing, so that they compare."""
+    return len({objective(r) for r in rows}) == 1
 
 
 def read_sweep(sweep: Path) -> list[dict]:
@@ -79,11 +84,13 @@ def read_sweep(sweep: Path) -> list[dict]:
     rows = [read_job(folder) for folder in sweep.iterdir() if (folder / ".hydra" / "overrides.yaml").is_file()]
     if not rows:
         raise UserError(f"{sweep} holds no job folders (<job>/.hydra/overrides.yaml); give the folder a multirun wrote")
-    rows.sort(key=lambda r: (r["status"] != "completed", r[MONITOR] is None, r[MONITOR] if r[MONITOR] is not None else 0, _job_number(r["job"])))
-    first: dict[tuple[str, ...], float] = {}
-    for row in sorted(rows, key=lambda r: _job_number(r["job"])):
-        first.setdefault(objective(row), _job_number(row["job"]))
-    return sorted(rows, key=lambda r: first[objective(r)])  # stable: the ranks within an objective stay
+    first: dict[tuple[str, ...], float] = defaultdict(lambda: math.inf)  # an objective's lowest job number
+    for row in rows:
+        first[objective(row)] = min(first[objective(row)], _job_number(row["job"]))
+    return sorted(
+        rows,
+        key=lambda r: (first[objective(r)], r["status"] != "completed", r[MONITOR] is None, r[MONITOR] if r[MONITOR] is not None else 0, _job_number(r["job"])),
+    )
 
 
 def evaluation_figures(rows: list[dict]) -> list[str]:
@@ -107,7 +114,7 @@ def _split(override: str) -> tuple[str, str]:
 def best_job(rows: list[dict]) -> dict | None:
     """The completed job with the lowest best val loss (rows as read_sweep sorts them); None when
     the jobs' val losses measure different objectives."""
-    if len({objective(r) for r in rows}) > 1:
+    if not one_objective(rows):
         return None
     return rows[0] if rows and rows[0]["status"] == "completed" and rows[0][MONITOR] is not None else None
 
@@ -165,7 +172,7 @@ def to_markdown(sweep: Path, rows: list[dict], groups: list[dict]) -> str:
         "",
         f"{len(rows)} jobs: {counts}. Sorted by best val loss, completed jobs first.",
         "",
-        *([] if len({objective(r) for r in rows}) == 1 else [RANKED_WITHIN, ""]),
+        *([] if one_objective(rows) else [RANKED_WITHIN, ""]),
         *([f"Every job: `{' '.join(o for o in rows[0]['overrides'] if o in common)}`", ""] if common else []),
         *(_best_lines(best) if best else []),
     ]
