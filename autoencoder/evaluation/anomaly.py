@@ -1,11 +1,13 @@
 """One-class anomaly detection by reconstruction error, the protocol of Ruff et al. 2018 (Deep SVDD,
 ICML, Table 1): for each class c, train only on training images of c, score images by how badly
 they are reconstructed, and report the AUROC with the other classes as anomalies
-(`python -m autoencoder.anomaly`, any dataset: `data=fashion_mnist`). Three scores side by side:
-the per-image MSE; the relative error ||x - x'||^2 / ||x||^2, which does not reward images with
-little ink; and the mean distance of an image's code to its k nearest codes of the training
-images (`knn_k`), which asks whether the encoder has seen anything like it. A VAE (variant=vae)
-adds a fourth: its negative ELBO, a bound on -log p(x).
+(`python -m autoencoder.anomaly`, any dataset: `data=fashion_mnist`). Five scores side by side
+(autoencoder/evaluation/scores.py): the per-image MSE; the relative error ||x - x'||^2 / ||x||^2,
+which does not reward images with little ink; the mean distance of an image's code to its k
+nearest codes of the training images (`knn_k`), which asks whether the encoder has seen anything
+like it; the same distance between raw pixels, the model-free baseline; and their combination,
+each standardised on the normal training images. A VAE (variant=vae) adds its negative ELBO, a
+bound on -log p(x).
 
 Each model is scored on the validation split (held out of the training set, every class in it)
 and, unless `test=false`, on the test set. Settings are chosen on the validation AUROC alone: run
@@ -27,9 +29,8 @@ from pathlib import Path
 from omegaconf import DictConfig, open_dict
 
 from autoencoder.config.validation import validate
-from autoencoder.evaluation.batched import in_batches
 from autoencoder.evaluation.metrics import auroc
-from autoencoder.evaluation.scores import EVERY_VARIANT, SCORES, scores
+from autoencoder.evaluation.scores import EVERY_VARIANT, SCORES, scorer
 from autoencoder.training.checkpoints import datamodule_for, load_trained, run_status
 from autoencoder.training.run import train
 from autoencoder.utils.files import write_atomic
@@ -62,11 +63,11 @@ def score_run(run_dir: Path, best_checkpoint: str, label: int, splits: tuple[str
     cfg, module = load_trained(best_checkpoint)
     datamodule = datamodule_for(cfg)
     train_images, train_labels = datamodule.split("train")
-    normal_codes = in_batches(module.encode, train_images[train_labels == label])
+    score = scorer(module, train_images[train_labels == label], k)
     result = {"class": label, "seed": cfg.seed, "knn_k": k}
     for split in splits:
         images, labels = datamodule.split(split)
-        result |= {f"{split}_auroc_{name}": 100 * auroc(s, labels != label) for name, s in scores(module, images, normal_codes, k).items()}
+        result |= {f"{split}_auroc_{name}": 100 * auroc(s, labels != label) for name, s in score(images).items()}
     result["checkpoint"] = best_checkpoint
     write_atomic(run_dir / "anomaly.json", json.dumps(result, indent=2) + "\n")
     return result

@@ -42,7 +42,7 @@ from autoencoder.evaluation.batched import in_batches
 from autoencoder.evaluation.figures import latent_scatter, psnr_plot
 from autoencoder.evaluation.likelihood import likelihood
 from autoencoder.evaluation.metrics import auroc, knn_accuracy, linear_probe_accuracy, per_image_mse, psnr, ssim
-from autoencoder.evaluation.scores import scores
+from autoencoder.evaluation.scores import scorer
 from autoencoder.training.checkpoints import datamodule_for, load_trained
 from autoencoder.utils.files import write_atomic
 from autoencoder.utils.tables import markdown_table
@@ -168,13 +168,12 @@ def features(module: torch.nn.Module, train: tuple, test: tuple, test_codes: tor
 
 def anomaly_detection(module: torch.nn.Module, normal: list[int], train: tuple, test: tuple, names: list[str], cfg: DictConfig) -> dict:
     """Test AUROC (%) of a model trained on the classes `normal` only, the other classes being the
-    anomalies, for each score of the anomaly command; its latent k-NN score measures distances to
-    the codes of those classes' training images, as that command's does."""
+    anomalies, for each score of the anomaly command; its k-NN scores measure distances to those
+    classes' training images and their codes, as that command's do."""
     (train_x, train_y), (test_x, test_y) = train, test
     labels = torch.tensor(normal)
-    normal_codes = in_batches(module.encode, train_x[torch.isin(train_y, labels)], cfg.batch_size)
     is_anomaly = ~torch.isin(test_y, labels)
-    by_score = scores(module, test_x, normal_codes, cfg.anomaly.knn_k)
+    by_score = scorer(module, train_x[torch.isin(train_y, labels)], cfg.anomaly.knn_k)(test_x)
     return {
         "normal_classes": [names[c] for c in normal],
         "knn_k": cfg.anomaly.knn_k,

@@ -27,11 +27,13 @@ def relative_error(images: Tensor, target: Tensor) -> Tensor:
     return err / target.float().square().flatten(1).sum(1).clamp_min(1e-10)
 
 
-def knn_distance(reference: Tensor, points: Tensor, k: int) -> Tensor:
-    """Mean Euclidean distance of each point to its k nearest reference points: far from every
-    training code means unlike the training images, an anomaly score in the latent space."""
-    nearest = torch.cat([torch.cdist(chunk, reference).topk(min(k, len(reference)), largest=False).values for chunk in points.split(1000)])
-    return nearest.mean(1)
+def knn_distance(reference: Tensor, points: Tensor, k: int, exclude_self: bool = False) -> Tensor:
+    """Mean Euclidean distance of each point (N, D) to its k nearest reference points (M, D): far
+    from every training image or code means unlike them, an anomaly score. `exclude_self`: the
+    points are the reference set itself, and each point's zero distance to itself is not counted."""
+    skip = int(exclude_self)
+    nearest = torch.cat([torch.cdist(chunk, reference).topk(min(k + skip, len(reference)), largest=False).values for chunk in points.split(1000)])
+    return nearest[:, skip:].mean(1)  # (N,)
 
 
 def psnr(images: Tensor, target: Tensor) -> Tensor:

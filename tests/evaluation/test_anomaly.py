@@ -74,6 +74,10 @@ def test_one_class_runs_score_whole_splits_and_resume(fake_mnist, tmp_path, monk
             normal, codes = lit.encode(train_x[train_y == run["class"]]), lit.encode(val_x)
         distances = torch.cdist(codes, normal).sort(1).values[:, :5].mean(1)
         assert run["val_auroc_latent_knn"] == pytest.approx(100 * roc_auc_score(is_anomaly, distances.numpy()), abs=1e-6)
+        # The pixel k-NN score: the same distance between raw images, no model in it.
+        normal_x = train_x[train_y == run["class"]].flatten(1)
+        pixels = torch.cdist(val_x.flatten(1), normal_x).sort(1).values[:, :5].mean(1)
+        assert run["val_auroc_pixel_knn"] == pytest.approx(100 * roc_auc_score(is_anomaly, pixels.numpy()), abs=1e-6)
         assert f"classes:\n  - {run['class']}" in (folder / "config.yaml").read_text()
     assert json.loads((tmp_path / "anomaly.json").read_text())["val"]["mse"]["mean_auroc"] == pytest.approx(summary["val"]["mse"]["mean_auroc"])
     assert "| 4 |" in (tmp_path / "anomaly.md").read_text()
@@ -81,7 +85,7 @@ def test_one_class_runs_score_whole_splits_and_resume(fake_mnist, tmp_path, monk
     # Asked again with the test set, the trained runs are scored on it, not trained again.
     monkeypatch.setattr(anomaly_module, "train", lambda cfg: pytest.fail("a finished run was trained again"))
     again = anomaly(entry(tmp_path, fake_mnist, "classes=[0,4]", "seeds=[0]", "data.val_size=100"))
-    assert again["val"] == summary["val"] and set(again["test"]) == {"mse", "relative", "latent_knn"}
+    assert again["val"] == summary["val"] and set(again["test"]) == {"mse", "relative", "latent_knn", "pixel_knn", "combined"}
     test_x, test_y = dm.split("test")
     run = again["runs"][1]
     with torch.no_grad():
@@ -92,7 +96,7 @@ def test_one_class_runs_score_whole_splits_and_resume(fake_mnist, tmp_path, monk
 
 def test_a_vae_adds_its_negative_elbo_score(fake_mnist, tmp_path):
     summary = anomaly(entry(tmp_path, fake_mnist, "variant=vae", "loss=bce", "classes=[3]", "seeds=[0]", "data.val_size=100"))
-    assert set(summary["val"]) == set(summary["test"]) == {"mse", "relative", "latent_knn", "neg_elbo"}
+    assert set(summary["val"]) == set(summary["test"]) == {"mse", "relative", "latent_knn", "pixel_knn", "combined", "neg_elbo"}
     run = summary["runs"][0]
     val_x, val_y = make_datamodule(fake_mnist, val_size=100).split("val")
     _, lit = load_trained(run["checkpoint"])

@@ -60,3 +60,9 @@ def test_knn_distance_is_the_mean_distance_to_the_nearest_references():
     assert knn_distance(reference, points, 1).tolist() == [0.0, 3.0]
     assert knn_distance(reference, points, 2).tolist() == pytest.approx([1.5, 4.5])  # (0 + 3) / 2, (3 + 6) / 2
     assert knn_distance(reference, points, 10).tolist() == pytest.approx([7 / 3, (3 + 6 + 52**0.5) / 3])  # k above the references: all of them
+
+
+def test_knn_distance_of_the_reference_itself_leaves_each_point_out():
+    reference = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]])
+    assert knn_distance(reference, reference, 1, exclude_self=True).tolist() == [3.0, 3.0, 4.0]
+    assert knn_distance(reference, reference, 2, exclude_self=True).tolist() == pytest.approx([3.5, 4.0, 4.5])  # (3 + 4) / 2, (3 + 5) / 2, (4 + 5) / 2

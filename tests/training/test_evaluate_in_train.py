@@ -31,7 +31,7 @@ QUICK = [
 ]
 HEADLINE = {"test_mse", "denoising_psnr_gaussian_0.3", "linear_probe_accuracy", "knn_accuracy"}
 VAE = {"negative_elbo_nats", "nll_nats"}
-ANOMALY_SCORES = ("mse", "relative", "latent_knn", "neg_elbo")
+ANOMALY_SCORES = ("mse", "relative", "latent_knn", "pixel_knn", "combined", "neg_elbo")
 
 
 def test_train_and_evaluate_share_the_evaluation_settings(tmp_path):
