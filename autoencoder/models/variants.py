@@ -43,6 +43,7 @@ class Plain(nn.Module):
     heads = 1
     generative = False  # whether it has a prior to sample (`sample_prior`) and a likelihood
     double_backward = False  # whether its loss differentiates a gradient (torch.compile cannot)
+    unit = ""  # of its loss, for the console: a mean squared error or cross-entropy has none
 
     def code(self, h: Tensor) -> Tensor:
         return h
@@ -148,6 +149,7 @@ class Variational(Plain):
 
     heads = 2
     generative = True
+    unit = " nats"  # the negative ELBO per image
 
     def __init__(self, beta: float = 1.0, warmup_epochs: float = 0, sigma: float = 0.1):
         super().__init__()

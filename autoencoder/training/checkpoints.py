@@ -17,6 +17,7 @@ import lightning as L
 import numpy as np
 import torch
 from hydra.utils import get_class, instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 from typing_extensions import override
@@ -38,6 +39,18 @@ class ConfigInCheckpoint(L.Callback):
     @override
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         checkpoint[CONFIG_KEY] = self.config
+
+
+class EpochCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint with `{epoch}` in file names counted from 1, as the console's
+    `[Epoch   4]` lines, metrics.json and the figures count: `best-epoch004.ckpt` holds the model
+    of epoch 4. Only names change; checkpoints named from 0 before load as ever."""
+
+    @override
+    def format_checkpoint_name(self, metrics: dict, filename: str | None = None, ver: int | None = None, prefix: str | None = None) -> str:
+        if "epoch" in metrics:
+            metrics = {**metrics, "epoch": metrics["epoch"] + 1}
+        return super().format_checkpoint_name(metrics, filename, ver, prefix)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import optuna
 import torch
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ModelSummary, ProgressBar
 from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
@@ -64,12 +65,14 @@ def _plugins(configured) -> list:
 
 def build_trainer(cfg: DictConfig, logger: Logger | None, callbacks: list[L.Callback]) -> L.Trainer:
     """The Trainer of `cfg.trainer` with these callbacks. The progress bar shows on a terminal only,
-    the learning-rate monitor needs a logger, and a run whose config lists no ModelCheckpoint saves
+    the model summary not with trainer.enable_model_summary=false, the learning-rate monitor needs
+    a logger, and a run whose config lists no ModelCheckpoint saves
     none (Lightning would add its own). Checkpoints are written atomically (AtomicCheckpointIO).
     Lightning's refusals (no GPU, ...) become one line."""
     progress_bar = bool(cfg.trainer.enable_progress_bar) and sys.stdout.isatty()
     checkpointing = bool(cfg.trainer.enable_checkpointing)
     dropped = (ProgressBar,) * (not progress_bar) + (LearningRateMonitor,) * (logger is None) + (ModelCheckpoint,) * (not checkpointing)
+    dropped += (ModelSummary,) * (not cfg.trainer.enable_model_summary)
     callbacks = [c for c in callbacks if not isinstance(c, dropped)]
     checkpointing = checkpointing and any(isinstance(c, ModelCheckpoint) for c in callbacks)
     options = {"callbacks": callbacks, "logger": logger or False, "enable_progress_bar": progress_bar, "enable_checkpointing": checkpointing}
@@ -125,8 +128,11 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
     logger = instantiate_logger(cfg.logger)
     listener = SignalListener(cfg.interrupts.signals)
     stop = StopOnSignal(listener, out / "checkpoints" / INTERRUPT_CHECKPOINT, cfg.interrupts.requeue_signals)
+    log.info("run folder %s%s", out, f" (resuming from {ckpt_path})" if resume else "")
     try:
-        with listener:
+        with listener, warnings.catch_warnings():
+            if resume:  # its checkpoints are what it goes on from
+                warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
             trainer = build_trainer(cfg, logger, [*instantiate_callbacks(cfg.callbacks), ConfigInCheckpoint(cfg), ResumeExactly(), stop, *callbacks])
             if cfg.evaluate and (trainer.checkpoint_callback is None or trainer.fast_dev_run):
                 raise UserError(
@@ -217,10 +223,13 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule,
     elif logger:
         logger.log_hyperparams(_hparams(cfg))
         logger.log_metrics(final)
+    unit = module.variant.unit
     log.info(
-        "best val loss %.5f | test loss %.5f | %d epochs%s | %.0f samples/s | run folder %s",
+        "best val loss %.5f%s | test loss %.5f%s | %d epochs%s | %.0f samples/s | run folder %s",
         metrics["best_val_loss"] if metrics["best_val_loss"] is not None else float("nan"),
+        unit,
         metrics["test_loss"],
+        unit,
         metrics["epochs"],
         " (stopped early)" if metrics["stopped_early"] else "",
         metrics["train_samples_per_s"] or 0,

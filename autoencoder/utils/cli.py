@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from omegaconf import DictConfig
+from typing_extensions import override
 
 from autoencoder.utils.errors import Interrupted, user_message
 
@@ -27,6 +28,8 @@ QUIET_WARNINGS = (
     # Under DDP the epoch's train loss and speed are the first process's: syncing train/loss, which
     # is also logged per step, would cost a collective every step (val and test losses are synced).
     r"It is recommended to use `self.log\('(train/loss|speed/[a-z_]+)', \.\.\., sync_dist=True\)`",
+    # Few batches an epoch (a subset, a small dataset): the epoch's mean train loss is logged all the same.
+    r".*is smaller than the logging interval",
 )
 
 
@@ -35,10 +38,30 @@ def _no_advertisement(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("💡 Tip")
 
 
+def _one_line(message, category, filename, lineno, line=None) -> str:
+    """A warning as the console shows it: what it says, not the site-packages line that said it."""
+    return f"warning: {message}\n"
+
+
+class ConsoleFormatter(logging.Formatter):
+    """Log records on the console as plain lines; warnings and errors say so. The run folder's
+    log file keeps Hydra's full format, with time and logger."""
+
+    @override
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        return message if record.levelno < logging.WARNING else f"{record.levelname.lower()}: {message}"
+
+
 def quiet_third_party() -> None:
-    """Install the warning filters and the log filter above (idempotent)."""
+    """Install the warning filters and the log filter above, show warnings in one line, and keep
+    Lightning's informational lines (accelerators found, checkpoint restored, the loop stopped)
+    off the console: its warnings still show (idempotent)."""
     for message in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
+    warnings.formatwarning = _one_line
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if _no_advertisement not in rank_zero.filters:
         rank_zero.addFilter(_no_advertisement)

@@ -121,7 +121,7 @@ def test_a_run_with_each_schedule_logs_its_rate(make_cfg, tmp_path, scheduler):
 def test_a_resumed_run_goes_on_with_the_same_rates(make_cfg, tmp_path, scheduler):
     whole, resumed = Rates(), Rates()
     train(make_cfg(f"scheduler={scheduler}", *RUN, output_dir=tmp_path / "whole"), callbacks=[whole])
-    first_epoch = next((tmp_path / "whole" / "checkpoints").glob("*epoch000*.ckpt"))
+    first_epoch = next((tmp_path / "whole" / "checkpoints").glob("*epoch001*.ckpt"))
     train(make_cfg(f"scheduler={scheduler}", *RUN, f"ckpt_path={first_epoch}", output_dir=tmp_path / "resumed"), callbacks=[resumed])
     assert sorted(resumed.by_step) == [3, 4, 5]
     assert resumed.by_step == {step: whole.by_step[step] for step in (3, 4, 5)}

@@ -1,5 +1,6 @@
 import os
 import shutil
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -98,10 +99,10 @@ def test_a_checkpoint_write_that_fails_leaves_the_previous_checkpoint_and_no_par
         raise OSError(28, "No space left on device")
 
     folder, full = tmp_path / "run" / "checkpoints", DiskFullFromEpoch2()
-    with pytest.raises(UserError, match=rf"cannot write best-epoch001.ckpt in {folder}: No space left on device \(\d+ bytes needed\)"):
+    with pytest.raises(UserError, match=rf"cannot write best-epoch002.ckpt in {folder}: No space left on device \(\d+ bytes needed\)"):
         train(make_cfg("trainer.max_epochs=2", "logger=none"), callbacks=[full])
     assert (folder / "last.ckpt").read_bytes() == full.last_before
-    assert sorted(p.name for p in folder.iterdir()) == ["best-epoch000.ckpt", "last.ckpt"]
+    assert sorted(p.name for p in folder.iterdir()) == ["best-epoch001.ckpt", "last.ckpt"]
 
 
 def test_stale_temporary_files_of_killed_writes_are_removed_and_live_ones_kept(tmp_path):
@@ -112,3 +113,16 @@ def test_stale_temporary_files_of_killed_writes_are_removed_and_live_ones_kept(t
         path.write_bytes(b"partial")
     assert remove_stale_temporaries(tmp_path) == [dead]
     assert not dead.exists() and alive.exists()
+
+
+def test_checkpoint_names_count_epochs_from_1_as_the_console_does(make_cfg, tmp_path, capsys):
+    from autoencoder.training.checkpoints import load_trained
+    from autoencoder.training.run import train
+
+    metrics = train(make_cfg("trainer.max_epochs=2", "logger=none", "early_stopping=none"))
+    best = min(metrics["history"], key=lambda h: h["val_loss"])
+    assert Path(metrics["best_checkpoint"]).name == f"best-epoch{best['epoch']:03d}.ckpt"
+    assert f"[Epoch   {best['epoch']}] train" in capsys.readouterr().out
+    old_name = tmp_path / "best-epoch000.ckpt"  # how checkpoints were named before
+    old_name.write_bytes(Path(metrics["best_checkpoint"]).read_bytes())
+    assert load_trained(old_name)[1].net.latent_dim == 32

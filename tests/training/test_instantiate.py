@@ -1,7 +1,8 @@
 import pytest
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, Timer
+from lightning.pytorch.callbacks import EarlyStopping, Timer
 
 from autoencoder.training.callbacks import EpochSummary, StopOnDivergence, ValidationImages
+from autoencoder.training.checkpoints import EpochCheckpoint
 from autoencoder.training.instantiate import instantiate_callbacks
 from autoencoder.training.run import train
 from autoencoder.utils.errors import UserError
@@ -13,7 +14,7 @@ def kinds(callbacks) -> list[type]:
 
 def test_the_default_callbacks_in_their_order(make_cfg):
     built = instantiate_callbacks(make_cfg().callbacks)
-    assert kinds(built)[:5] == [ModelCheckpoint, EarlyStopping, EpochSummary, StopOnDivergence, ValidationImages]
+    assert kinds(built)[:5] == [EpochCheckpoint, EarlyStopping, EpochSummary, StopOnDivergence, ValidationImages]
     assert built[0].dirpath.endswith("/run/checkpoints") and built[1].patience == 5
 
 

@@ -21,6 +21,8 @@ def test_quiet_third_party_hides_the_advertisement_and_the_known_notes(caplog):
         logger.info("💡 Tip: For seamless cloud logging, try installing [litlogger]")
         logger.info("GPU available: False, used: False")
     assert [r.getMessage() for r in caplog.records] == ["GPU available: False, used: False"]
+    assert logging.getLogger("lightning.pytorch").level == logging.WARNING  # such lines stay off the console
     with warnings.catch_warnings(record=True) as caught:
         warnings.warn("The dataloader, train_dataloader, does not have many workers which may be a bottleneck.", UserWarning, stacklevel=1)
     assert caught == []
+    assert warnings.formatwarning("Learning rate is high", UserWarning, "/site-packages/x.py", 3) == "warning: Learning rate is high\n"
