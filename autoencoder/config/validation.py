@@ -214,6 +214,7 @@ RULES: dict[str, Rule] = {
     "callbacks.validation_images.noise_seed": integer(0),
     "callbacks.prior_samples.num_images": integer(1),
     "callbacks.prior_samples.seed": integer(0),
+    "callbacks.model_summary.max_depth": integer(0),
     "logger.save_dir": text(),
     "logger.name": text(null=True),
     "logger.version": anything_of(text(null=True), one_of("")),
