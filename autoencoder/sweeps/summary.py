@@ -5,8 +5,9 @@ the job ends, our `metrics.json`). The summary has one row per job: its override
 test loss, epochs, samples/s, status (completed, pruned by an Optuna search, interrupted by a
 signal with where it stopped, failed with its error, or unfinished) and folder, sorted by best val
 loss; the best job's overrides are given as the command that trains it again. Val losses of
-different variants or losses measure different objectives (nats of an ELBO, a penalised MSE ...), so
-a sweep over them ranks the jobs within each objective and picks no best. Jobs that differ only in
+different variants or losses measure different objectives (nats of an ELBO, a penalised MSE ...),
+and those of different noise levels or corruptions different tasks, so a sweep over them ranks the
+jobs within each and picks no best. Jobs that differ only in
 `seed` are also grouped as mean ± std; a plot
 shows the test loss against the swept parameters. Jobs trained with evaluate=true add the headline
 figures of their evaluation (metrics.json's "evaluation": test MSE, denoising PSNR, probe
@@ -35,7 +36,10 @@ from autoencoder.utils.tables import markdown_table, mean_std
 MONITOR = "best_val_loss"
 COLUMNS = ("job", "overrides", "best_val_loss", "test_loss", "epochs", "samples_per_s", "status", "error", "folder")
 STATUSES = ("completed", "pruned", "interrupted", "failed", "unfinished")
-RANKED_WITHIN = "The jobs' val losses measure different objectives (variant, its settings, loss): they are ranked within each, and no best job is picked."
+RANKED_WITHIN = (
+    "The jobs' val losses measure different tasks (variant and its settings, loss, noise level, corruption): "
+    "they are ranked within each, and no best job is picked."
+)
 
 
 def read_job(folder: Path) -> dict:
@@ -66,9 +70,15 @@ def _interruption(metrics: dict) -> str | None:
     return f"{metrics.get('signal')} {stop_point(metrics.get('epoch'), metrics.get('batch'))}"
 
 
-def objective(row: dict) -> tuple[str, ...]:
-    """The overrides that change what val loss measures: the variant, its settings and the loss."""
-    return tuple(sorted(o for o in row["overrides"] if _split(o)[0].split(".")[0] in ("variant", "loss")))
+TASK_KEYS = ("variant", "loss", "noise", "corruption")  # and their settings (variant.beta, corruption.*)
+
+
+def objective(row: dict) -> tuple[tuple[str, float | str], ...]:
+    """The overrides that change what val loss measures, with their values: the variant and its
+    settings, the loss, and the task itself, the noise level and the corruption (a denoiser's val
+    loss at noise 0.3 is higher than a plain autoencoder's at 0 because its task is harder)."""
+    split = (_split(o) for o in row["overrides"])
+    return tuple(sorted((key, _number(value)) for key, value in split if key.split(".")[0] in TASK_KEYS))
 
 
 def one_objective(rows: list[dict]) -> bool:
@@ -84,7 +94,7 @@ def read_sweep(sweep: Path) -> list[dict]:
     rows = [read_job(folder) for folder in sweep.iterdir() if (folder / ".hydra" / "overrides.yaml").is_file()]
     if not rows:
         raise UserError(f"{sweep} holds no job folders (<job>/.hydra/overrides.yaml); give the folder a multirun wrote")
-    first: dict[tuple[str, ...], float] = defaultdict(lambda: math.inf)  # an objective's lowest job number
+    first: dict[tuple, float] = defaultdict(lambda: math.inf)  # an objective's lowest job number
     for row in rows:
         first[objective(row)] = min(first[objective(row)], _job_number(row["job"]))
     return sorted(

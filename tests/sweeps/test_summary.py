@@ -60,12 +60,19 @@ def test_summary_rows_sorted_with_failed_and_unfinished_jobs(sweep):
 
 def test_the_best_job_comes_with_the_command_that_trains_it_again(sweep, tmp_path):
     search = tmp_path / "search"
-    job(search, "0", ["hparams_search=optuna", "data.train_size=512", "hydra.sweeper.n_trials=2", "optimizer.lr=0.002", "noise=0.3"], done(0.02, 0.021))
-    job(search, "1", ["hparams_search=optuna", "data.train_size=512", "hydra.sweeper.n_trials=2", "optimizer.lr=0.0001", "noise=0.1"], done(0.05, 0.051))
+    job(
+        search, "0", ["hparams_search=optuna", "data.train_size=512", "hydra.sweeper.n_trials=2", "optimizer.lr=0.002", "model.latent_dim=8"], done(0.02, 0.021)
+    )
+    job(
+        search,
+        "1",
+        ["hparams_search=optuna", "data.train_size=512", "hydra.sweeper.n_trials=2", "optimizer.lr=0.0001", "model.latent_dim=4"],
+        done(0.05, 0.051),
+    )
     summarize(search)
     text = (search / "summary.md").read_text()
     assert f"Best: job 0 ({search / '0'}), best val loss 0.02000." in text
-    assert "\n    python -m autoencoder.train data.train_size=512 optimizer.lr=0.002 noise=0.3\n" in text
+    assert "\n    python -m autoencoder.train data.train_size=512 optimizer.lr=0.002 model.latent_dim=8\n" in text
     summarize(sweep)
     assert "python -m autoencoder.train model.latent_dim=8 seed=1\n" in (sweep / "summary.md").read_text()
 
@@ -105,15 +112,32 @@ def test_jobs_of_different_objectives_are_ranked_within_each_and_no_best_is_pick
     job(study, "2", ["variant=vae", "noise=0"], done(95.0, 95.1))
     job(study, "3", ["variant=vae", "noise=0.3"], done(99.0, 99.1))
     job(study, "4", ["variant=vae", "variant.beta=4", "noise=0"], done(90.0, 90.1))
+    job(study, "5", ["variant=ae", "noise=0.0"], done(0.0035, 0.0036))  # the same task as noise=0
     rows = summarize(study)
-    assert [r["job"] for r in rows] == ["1", "0", "2", "3", "4"]
+    assert [r["job"] for r in rows] == ["5", "0", "1", "2", "3", "4"]
     text = (study / "summary.md").read_text()
     assert "ranked within each, and no best job is picked" in text and "Best:" not in text
     same = tmp_path / "same"
-    job(same, "0", ["variant=vae", "noise=0"], done(95.0, 95.1))
-    job(same, "1", ["variant=vae", "noise=0.3"], done(94.0, 94.1))
+    job(same, "0", ["variant=vae", "noise=0.3", "model.latent_dim=2"], done(95.0, 95.1))
+    job(same, "1", ["variant=vae", "noise=0.3", "model.latent_dim=8"], done(94.0, 94.1))
     assert [r["job"] for r in summarize(same)] == ["1", "0"]
     assert "Best: job 1" in (same / "summary.md").read_text()
+
+
+def test_jobs_at_different_noise_levels_or_corruptions_are_different_tasks(tmp_path):
+    # a plain autoencoder's val loss is lower than a denoiser's: its task is easier, not its model better
+    sweep = tmp_path / "noise"
+    job(sweep, "0", ["noise=0", "model.latent_dim=2"], done(0.040, 0.041))
+    job(sweep, "1", ["noise=0.3", "model.latent_dim=2"], done(0.043, 0.044))
+    job(sweep, "2", ["noise=0", "model.latent_dim=8"], done(0.020, 0.021))
+    job(sweep, "3", ["noise=0.3", "model.latent_dim=8"], done(0.025, 0.026))
+    assert [r["job"] for r in summarize(sweep)] == ["2", "0", "3", "1"]
+    assert "Best:" not in (sweep / "summary.md").read_text()
+    corruptions = tmp_path / "corruptions"
+    job(corruptions, "0", ["corruption=gaussian", "noise=0.3"], done(0.030, 0.031))
+    job(corruptions, "1", ["corruption=masking", "noise=0.3"], done(0.020, 0.021))
+    assert [r["job"] for r in summarize(corruptions)] == ["0", "1"]
+    assert "no best job is picked" in (corruptions / "summary.md").read_text()
 
 
 def test_rebuilding_replaces_the_summary(sweep):
