@@ -134,6 +134,8 @@ BAD_INPUTS = [
     (TRAIN + ("interrupts.signals=[SIGKILL]",), "interrupts.signals must be a list of names from SIGINT, SIGTERM, SIGUSR1, SIGUSR2, SIGHUP, got ['SIGKILL']"),
     (TRAIN + ("interrupts.signals=[SIGINT,SIGTERM]",), "interrupts.requeue_signals must be among interrupts.signals (SIGINT, SIGTERM), got SIGUSR1"),
     (TRAIN + ("resume_unfinished=maybe",), "resume_unfinished must be true or false, got 'maybe'"),
+    (TRAIN + ("progress.every_seconds=0",), "progress.every_seconds must be a number > 0, got 0"),
+    (TRAIN + ("progress.every_fraction=-1",), "progress.every_fraction must be a number in (0, 1], got -1"),
     (TRAIN + ("evaluate=yes",), "evaluate must be true or false, got 'yes'"),
     (TRAIN + ("evaluate=true", "evaluation.probe.knn_k=0"), "evaluation.probe.knn_k must be an integer >= 1, got 0"),
     (TRAIN + ("evaluate=true", "trainer.enable_checkpointing=false"), "evaluate=true evaluates the run's best checkpoint, and this run saves none"),

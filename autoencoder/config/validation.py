@@ -146,6 +146,9 @@ RULES: dict[str, Rule] = {
     **{f"evaluation.{key}": rule for key, rule in EVALUATION.items()},
     "interrupts.signals": strings(empty=True, options=STOP_SIGNALS),
     "interrupts.requeue_signals": strings(empty=True, options=STOP_SIGNALS),
+    # train, evaluate and anomaly: plain progress lines where stdout is not a terminal (conf/progress/)
+    "progress.every_seconds": number(above=0),
+    "progress.every_fraction": Rule(lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
     "output_dir": text(),
     "runs_in": text(),
     "module.eval_noise_seed": integer(0),

@@ -34,6 +34,7 @@ from autoencoder.evaluation.scores import EVERY_VARIANT, SCORES, scorer
 from autoencoder.training.checkpoints import datamodule_for, load_trained, run_status
 from autoencoder.training.run import train
 from autoencoder.utils.files import write_atomic
+from autoencoder.utils.progress import Counted, Reporter
 from autoencoder.utils.tables import format_mean_std, markdown_table
 
 log = logging.getLogger(__name__)
@@ -123,13 +124,19 @@ def table(results: list[dict], labels: list[int], seeds: list[int], names: tuple
 
 
 def anomaly(cfg: DictConfig) -> dict:
-    """Run every (class, seed) pair, then write anomaly.json and anomaly.md; returns the summary."""
+    """Run every (class, seed) pair, then write anomaly.json and anomaly.md; returns the summary.
+    Where stdout is not a terminal, `progress:` lines count the runs done (`cfg.progress`)."""
     validate(cfg)
     datamodule = datamodule_for(cfg)
     labels = sorted(datamodule.labels_of(cfg.classes, key="classes")) if cfg.classes is not None else list(range(len(datamodule.class_names)))
     seeds, splits = list(cfg.seeds), ("val", "test") if cfg.test else ("val",)
     out = Path(cfg.output_dir)
-    results = [one_class_run(cfg, out, c, s, splits) for c in labels for s in seeds]
+    runs = Counted(Reporter(cfg.progress.every_seconds, cfg.progress.every_fraction), "anomaly", len(labels) * len(seeds), "runs")
+    results = []
+    for c in labels:
+        for s in seeds:
+            results.append(one_class_run(cfg, out, c, s, splits))
+            runs.advance(note=f"class {c} seed {s}")
     summary, markdown = table(results, labels, seeds, datamodule.class_names, PUBLISHED.get(type(datamodule).__name__, {}))
     summary["data"] = type(datamodule).__name__
     write_atomic(out / "anomaly.json", json.dumps(summary, indent=2) + "\n")

@@ -45,6 +45,7 @@ from autoencoder.evaluation.metrics import auroc, knn_accuracy, linear_probe_acc
 from autoencoder.evaluation.scores import scorer
 from autoencoder.training.checkpoints import datamodule_for, load_trained
 from autoencoder.utils.files import write_atomic
+from autoencoder.utils.progress import Counted, Reporter
 from autoencoder.utils.tables import markdown_table
 
 log = logging.getLogger(__name__)
@@ -79,8 +80,9 @@ def reconstruction(recon: torch.Tensor, clean: torch.Tensor, labels: torch.Tenso
     }
 
 
-def denoising(module: torch.nn.Module, val: torch.Tensor, test: torch.Tensor, cfg: DictConfig) -> list[dict]:
-    """One row per corruption and noise level: mean test PSNR of noisy input, filter and model."""
+def denoising(module: torch.nn.Module, val: torch.Tensor, test: torch.Tensor, cfg: DictConfig, steps: Counted | None = None) -> list[dict]:
+    """One row per corruption and noise level: mean test PSNR of noisy input, filter and model;
+    each row is one of the evaluation's `steps`."""
     rows = []
     val_clean, test_clean = val[: cfg.denoising.tuning_images], test
     for name in cfg.denoising.corruptions:
@@ -108,6 +110,8 @@ def denoising(module: torch.nn.Module, val: torch.Tensor, test: torch.Tensor, cf
                 rows[-1]["psnr_filter_db"],
                 rows[-1]["psnr_autoencoder_db"],
             )
+            if steps:
+                steps.advance(note=f"denoising {name} {noise:g}")
     return rows
 
 
@@ -138,8 +142,13 @@ def manifold(module: torch.nn.Module, codes: torch.Tensor, steps: int) -> torch.
     return make_grid(in_batches(module.decode, grid), nrow=steps, padding=0)
 
 
-def features(module: torch.nn.Module, train: tuple, test: tuple, test_codes: torch.Tensor, cfg: DictConfig) -> dict:
-    """Linear-probe and k-NN test accuracy on codes, raw pixels and PCA of the pixels."""
+# The inputs `features` probes: codes, pixels and PCA of the pixels.
+FEATURE_INPUTS = 3
+
+
+def features(module: torch.nn.Module, train: tuple, test: tuple, test_codes: torch.Tensor, cfg: DictConfig, steps: Counted | None = None) -> dict:
+    """Linear-probe and k-NN test accuracy on codes, raw pixels and PCA of the pixels (each of the
+    FEATURE_INPUTS one of the evaluation's `steps`)."""
     (train_x, train_y), (test_x, test_y) = train, test
     if cfg.probe.train_size is not None:
         train_x, train_y = train_x[: cfg.probe.train_size], train_y[: cfg.probe.train_size]
@@ -163,6 +172,8 @@ def features(module: torch.nn.Module, train: tuple, test: tuple, test_codes: tor
             cfg.probe.knn_k,
             results[name]["knn_accuracy"],
         )
+        if steps:
+            steps.advance(note=f"probes on {name}")
     return {"train_images": len(train_x), "knn_k": cfg.probe.knn_k, **results}
 
 
@@ -233,7 +244,9 @@ def markdown(result: dict) -> str:
 
 def evaluate(cfg: DictConfig, data_overrides: Mapping | None = None) -> dict:
     """Run every measure on the checkpoint; write evaluation.json/.md, figures and TensorBoard.
-    `data_overrides` replace keys of the run's data config (e.g. its data_dir)."""
+    `data_overrides` replace keys of the run's data config (e.g. its data_dir). Where stdout is
+    not a terminal each measure (denoising row, probed input, ...) is a step of `progress:` lines,
+    with the settings of `cfg.progress`."""
     validate(cfg)
     run_cfg, module = load_trained(cfg.ckpt_path)
     data = datamodule_for(run_cfg, data_overrides)
@@ -243,6 +256,10 @@ def evaluate(cfg: DictConfig, data_overrides: Mapping | None = None) -> dict:
     writer = SummaryWriter(str(out / "tensorboard"))
 
     names = class_names(data, test_y)
+    every = cfg.progress.every_seconds, cfg.progress.every_fraction
+    rows = len(cfg.denoising.corruptions) * len(cfg.denoising.noise)
+    total = 1 + rows + FEATURE_INPUTS + module.variant.generative + (run_cfg.data.classes is not None) + 1  # the last: figures and TensorBoard
+    steps = Counted(Reporter(*every), "evaluate", total, "steps")
     result = {
         "checkpoint": str(Path(cfg.ckpt_path).expanduser().resolve()),
         "data": type(data).__name__,
@@ -252,15 +269,18 @@ def evaluate(cfg: DictConfig, data_overrides: Mapping | None = None) -> dict:
     codes = in_batches(module.encode, test_x, cfg.batch_size)
     result["reconstruction"] = reconstruction(in_batches(module.decode, codes, cfg.batch_size), test_x, test_y, names)
     log.info("reconstruction: %s", result["reconstruction"])
-    result["denoising"] = denoising(module, data.split("val")[0], test_x, cfg)
+    steps.advance(note="reconstruction")
+    result["denoising"] = denoising(module, data.split("val")[0], test_x, cfg, steps)
     train = data.split("train")  # (N, C, H, W) floats: made once, for the probes and the anomaly scores
-    result["features"] = features(module, train, (test_x, test_y), codes, cfg)
+    result["features"] = features(module, train, (test_x, test_y), codes, cfg, steps)
     if module.variant.generative:
-        result["likelihood"] = likelihood(module, test_x, cfg.likelihood.samples, cfg.likelihood.decodes, cfg.seed)
+        result["likelihood"] = likelihood(module, test_x, cfg.likelihood.samples, cfg.likelihood.decodes, cfg.seed, Reporter(*every))
         log.info("likelihood: %s", result["likelihood"])
+        steps.advance(note="likelihood")
     if run_cfg.data.classes is not None:
         result["anomaly"] = anomaly_detection(module, data.labels_of(run_cfg.data.classes), train, (test_x, test_y), names, cfg)
         log.info("anomaly detection: %s", result["anomaly"])
+        steps.advance(note="anomaly detection")
 
     figures = {"denoising_psnr": psnr_plot(result["denoising"])}
     figures.update(latent_figures(codes, test_y, names, cfg))
@@ -287,6 +307,7 @@ def evaluate(cfg: DictConfig, data_overrides: Mapping | None = None) -> dict:
     tables = markdown(result)
     writer.add_text("eval/tables", tables)
     writer.close()
+    steps.advance(note="figures and TensorBoard")
 
     write_atomic(out / "evaluation.json", json.dumps(result, indent=2) + "\n")
     write_atomic(out / "evaluation.md", tables)

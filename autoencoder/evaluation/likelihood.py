@@ -4,7 +4,8 @@ The importance-weighted bound (Burda et al. 2016) with k samples z_k ~ q(z|x),
 log p(x) >= log (1/k) sum_k p(x, z_k) / q(z_k|x), is the ELBO for k = 1 and tightens as k grows;
 with k = 5000 it is the usual estimate of -log p(x) on binarised MNIST. Images go through in
 groups whose samples (images x k) stay under `decodes` per forward pass, so memory is bounded
-whatever k is; a progress bar counts the images.
+whatever k is. With a `progress` Reporter, a progress bar counts the images on a terminal, and
+plain `progress:` lines elsewhere (a log file), where a bar would be noise.
 """
 
 import math
@@ -14,21 +15,25 @@ from rich.progress import track
 from torch import Tensor
 
 from autoencoder.models.module import LitAutoencoder
+from autoencoder.utils.progress import Counted, Reporter
 
 
 @torch.no_grad()
-def likelihood(module: LitAutoencoder, images: Tensor, samples: int = 1000, decodes: int = 10000, seed: int = 0, progress: bool = True) -> dict:
+def likelihood(module: LitAutoencoder, images: Tensor, samples: int = 1000, decodes: int = 10000, seed: int = 0, progress: Reporter | None = None) -> dict:
     """Mean negative ELBO and importance-weighted -log p(x) estimate with `samples` draws, in nats
-    per image, of `images` (N, C, H, W) under the VAE `module`."""
+    per image, of `images` (N, C, H, W) under the VAE `module`; silent without `progress`."""
     variant, loss, generator = module.variant, module.hparams.loss, torch.Generator().manual_seed(seed)
     per_pass = max(1, decodes // samples)  # images per forward pass when all their samples fit in one
     chunk = min(samples, decodes)  # samples per forward pass otherwise
     negative_elbo, negative_bound = [], []
     groups = images.split(per_pass)
-    for x in track(groups, description=f"log p(x), k={samples}", disable=not progress):
+    lines = Counted(progress, f"likelihood k={samples}", len(images), "images") if progress else None  # printing nothing on a terminal
+    for x in track(groups, description=f"log p(x), k={samples}", disable=progress is None or not progress.terminal):
         negative_elbo.append(variant.negative_elbo(module.net, x, loss, generator))
         log_weights = torch.cat([variant.log_weights(module.net, x, min(chunk, samples - start), loss, generator) for start in range(0, samples, chunk)], dim=1)
         negative_bound.append(math.log(samples) - log_weights.logsumexp(1))  # (B,)
+        if lines:
+            lines.advance(len(x))
     return {
         "samples": samples,
         "negative_elbo_nats": float(torch.cat(negative_elbo).mean()),

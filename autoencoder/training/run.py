@@ -159,7 +159,7 @@ def evaluate_run(cfg: DictConfig, metrics: dict) -> dict:
     stopped leaves the run's own figures. Returns the headline figures."""
     out = Path(cfg.output_dir)
     checkpoint = metrics["best_checkpoint"] or metrics["last_checkpoint"]
-    settings = OmegaConf.merge({"ckpt_path": checkpoint, "output_dir": str(out / "evaluation")}, cfg.evaluation)
+    settings = OmegaConf.merge({"ckpt_path": checkpoint, "output_dir": str(out / "evaluation"), "progress": cfg.progress}, cfg.evaluation)
     figures = headline(evaluate(settings))
     write_atomic(out / "metrics.json", json.dumps(metrics | {"evaluation": figures}, indent=2) + "\n")
     log.info("evaluation: %s | %s", ", ".join(f"{key} {value:.4g}" for key, value in figures.items()), out / "evaluation")
