@@ -9,6 +9,9 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 # The optional extras to install besides the package; CI adds the loggers' (wandb,mlflow).
 EXTRAS ?= test,lint
+# A wheel index to take torch and torchvision from before the rest, e.g. PyTorch's CPU-only one
+# (TORCH_INDEX=https://download.pytorch.org/whl/cpu), which leaves out the CUDA packages (~6 GB).
+TORCH_INDEX ?=
 
 # Use the MNIST files beside the checkout when they are there (no download needed).
 SHARED_DATA := $(abspath ../shared/data)
@@ -23,6 +26,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
+	$(if $(TORCH_INDEX),$(BIN)/pip install torch torchvision --index-url $(TORCH_INDEX))
 	$(BIN)/pip install -e '.[$(EXTRAS)]'
 	touch $@
 

@@ -2,20 +2,17 @@
 a part of it: `python -m autoencoder.anomaly classes=[3] seeds=[0] noise=0.3`. It returns the mean
 validation AUROC of the chosen score, so a sweep over its settings (`-m`) is chosen on validation."""
 
-import hydra
 from omegaconf import DictConfig
 
-from autoencoder import CONFIG_DIR
 from autoencoder.evaluation.anomaly import anomaly
-from autoencoder.utils.cli import command, run_cli
+from autoencoder.utils.cli import hydra_command
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="anomaly")
+@hydra_command("anomaly")
 def main(cfg: DictConfig) -> float:
-    with command():
-        summary = anomaly(cfg)
-        return summary["val"][summary["chosen_score"]]["mean_auroc"]
+    summary = anomaly(cfg)
+    return summary["val"][summary["chosen_score"]]["mean_auroc"]
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    main()

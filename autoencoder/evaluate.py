@@ -1,19 +1,16 @@
 """Evaluate a checkpoint on the test set: `python -m autoencoder.evaluate ckpt_path=outputs/<run>/checkpoints/last.ckpt`."""
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from autoencoder import CONFIG_DIR
 from autoencoder.evaluation.evaluate import evaluate
-from autoencoder.utils.cli import command, overridden, run_cli
+from autoencoder.utils.cli import hydra_command, overridden
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="evaluate")
+@hydra_command("evaluate")
 def main(cfg: DictConfig) -> None:
-    with command():
-        evaluate(cfg, overridden(cfg, "data", HydraConfig.get()))
+    evaluate(cfg, overridden(cfg, "data", HydraConfig.get()))
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    main()

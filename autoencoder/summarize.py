@@ -8,7 +8,9 @@ from autoencoder.utils.cli import command
 from autoencoder.utils.errors import UserError
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str] | None = None) -> None:
+    """`argv`: the command line after the command's name (the console script passes none)."""
+    argv = sys.argv[1:] if argv is None else argv
     with command():
         if len(argv) != 1:
             raise UserError("usage: python -m autoencoder.summarize <sweep folder>")
@@ -17,4 +19,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

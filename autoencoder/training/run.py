@@ -123,6 +123,8 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule = instantiate(cfg.data, _convert_="all")  # plain values: its hyperparameters go into checkpoints
+    if rank_zero_only.rank == 0:  # missing data fails here, in seconds, before Lightning starts (fit checks again)
+        datamodule.prepare_data()
     module = instantiate(cfg.module)
     ckpt_path = check_resume_checkpoint(cfg.ckpt_path, module) if cfg.ckpt_path else None
     logger = instantiate_logger(cfg.logger)

@@ -5,19 +5,28 @@ Nothing here runs at import: the commands call `command()` around their body, so
 the library leaves the caller's warning filters and logging as they were.
 """
 
+import difflib
+import functools
 import logging
 import os
+import re
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
-from omegaconf import DictConfig
+import hydra
+from hydra import compose, initialize_config_dir
+from hydra._internal.utils import get_args_parser  # the parser @hydra.main reads the command line with
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, OmegaConf
 from typing_extensions import override
 
-from autoencoder.utils.errors import Interrupted, user_message
+from autoencoder import CONFIG_DIR
+from autoencoder.utils.errors import Interrupted, UserError, exception_chain, user_message
 
 EXIT_USER_ERROR = 2
+UNKNOWN_KEY = re.compile(r"Could not override '([^']+)'")  # Hydra's words for a key the config lacks
 
 # Harmless notes from third-party code that would otherwise print on every run.
 QUIET_WARNINGS = (
@@ -73,9 +82,8 @@ def command() -> Iterator[None]:
     on stderr and exit code 2, a run stopped by a signal one line and exit code 128 + the
     signal's number, anything else keeps its traceback.
 
-    Used inside each `@hydra.main` function (it runs in every job, parallel sweep workers too) as
-    well as by `run_cli`: Hydra reports a job's exception with a line of its own but lets
-    SystemExit through untouched."""
+    Used around each job of a command and around the whole command (`hydra_command`): Hydra
+    reports a job's exception with a line of its own but lets SystemExit through untouched."""
     quiet_third_party()
     try:
         yield
@@ -90,12 +98,89 @@ def command() -> Iterator[None]:
         sys.exit(EXIT_USER_ERROR)
 
 
-def run_cli(main: Callable[[], object]) -> None:
-    """Run a `@hydra.main` function as a command: Hydra's config errors also become one line."""
-    sys.stdout.reconfigure(line_buffering=True)  # epoch lines show up at once in piped logs too
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # let exceptions reach us instead of Hydra's printer
-    with command():
-        main()
+def hydra_command(config_name: str) -> Callable[[Callable[[DictConfig], object]], Callable[[], None]]:
+    """Make a command of a function of its config, `@hydra_command("config")`: what
+    `python -m autoencoder.<command>` and the console script `autoencoder-<command>` run.
+
+    It is Hydra's `@hydra.main` on conf/<config_name>.yaml, with each job run inside `command()`
+    (every job of a sweep, in parallel workers too) and the whole command as well, so that
+    Hydra's own errors become one line: an unknown option (`--foo`) and an unknown key, which
+    gets the closest known keys ("did you mean noise?")."""
+
+    def wrap(task: Callable[[DictConfig], object]) -> Callable[[], None]:
+        @functools.wraps(task)  # Hydra names the job (and its log file) after the task's module
+        def job(cfg: DictConfig) -> object:
+            with command():
+                return task(cfg)
+
+        hydra_main = hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=config_name)(job)
+
+        @functools.wraps(task)
+        def cli() -> None:
+            sys.stdout.reconfigure(line_buffering=True)  # epoch lines show up at once in piped logs too
+            os.environ["HYDRA_FULL_ERROR"] = "1"  # let exceptions reach us instead of Hydra's printer
+            with command():
+                check_options(sys.argv[1:])
+                try:
+                    hydra_main()
+                except Exception as exc:  # noqa: BLE001 - only Hydra's unknown-key error is reworded
+                    hint = unknown_key(exc, config_name, sys.argv[1:])
+                    if hint is None:
+                        raise
+                    raise hint from exc
+
+        return cli
+
+    return wrap
+
+
+def check_options(argv: list[str]) -> None:
+    """Refuse an option Hydra does not know in one line (argparse would print its usage first)."""
+    parser = get_args_parser()
+
+    def refuse(message: str) -> None:
+        options = ", ".join(o for action in parser._actions for o in action.option_strings if o.startswith("--"))
+        raise UserError(f"{message}; the options are {options}, and settings are given as key=value")
+
+    parser.error = refuse
+    parser.parse_args(argv)
+
+
+def unknown_key(exc: Exception, config_name: str, argv: list[str]) -> UserError | None:
+    """A UserError naming the closest known keys when `exc` is Hydra's refusal of a key that the
+    config does not have (`nosie=0.3`); None for any other error. The keys are those of the
+    config composed with the command line's group choices (`variant=vae` brings variant.beta)."""
+    found = next((m for e in exception_chain(exc) if (m := UNKNOWN_KEY.search(str(e)))), None)
+    if found is None:
+        return None
+    key = found.group(1)
+    choices = [a for a in argv if "=" in a and not a.startswith("-") and "." not in a.split("=")[0] and a.split("=")[0].lstrip("+~") != key]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose(config_name, overrides=choices, return_hydra_config=key.startswith("hydra"))
+    except Exception:  # noqa: BLE001 - another bad override: no suggestion, Hydra's error stands
+        return None
+    close = closest(key, _keys(OmegaConf.to_container(cfg, resolve=False)))
+    hint = f"did you mean {' or '.join(close)}?" if close else f"--cfg job lists the keys; +{key}=... adds a new one"
+    return UserError(f"unknown key '{key}' in conf/{config_name}.yaml and the groups chosen: {hint}")
+
+
+def closest(key: str, known: Iterable[str]) -> list[str]:
+    """The known keys nearest to `key` (at most 3): those at its depth (`denoising.noise` for
+    `denoising.nosie`, not the node `denoising`) whose likeness is near the best."""
+    depth = [k for k in known if k.count(".") == key.count(".")]
+    scores = {k: difflib.SequenceMatcher(None, key, k).ratio() for k in depth}
+    best = max(scores.values(), default=0.0)
+    return sorted((k for k, score in scores.items() if score >= max(0.6, best - 0.15)), key=lambda k: -scores[k])[:3]
+
+
+def _keys(node: dict, prefix: str = "") -> Iterator[str]:
+    """Every key of a nested config, as dotted paths, the nodes' own too (`data`, `data.batch_size`)."""
+    for name, value in node.items():
+        yield prefix + str(name)
+        if isinstance(value, dict):
+            yield from _keys(value, f"{prefix}{name}.")
 
 
 def overridden(cfg: DictConfig, node: str, hydra_cfg: DictConfig) -> dict:

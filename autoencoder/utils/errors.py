@@ -48,7 +48,7 @@ class Interrupted(BaseException):
         return "; ".join(parts)
 
 
-def _chain(exc: BaseException | None) -> list[BaseException]:
+def exception_chain(exc: BaseException | None) -> list[BaseException]:
     """The exception and the ones it was raised from, outermost first."""
     chain: list[BaseException] = []
     while exc is not None and exc not in chain:
@@ -59,7 +59,7 @@ def _chain(exc: BaseException | None) -> list[BaseException]:
 
 def user_message(exc: BaseException) -> str | None:
     """The one-line message for an error the user caused, or None for a genuine bug."""
-    chain = _chain(exc)
+    chain = exception_chain(exc)
     for e in chain:
         if isinstance(e, UserError):
             return str(e)

@@ -195,8 +195,7 @@ SLOW_WRITES = textwrap.dedent("""
     fsync = os.fsync
     os.fsync = lambda fd: (time.sleep(float(os.environ["SLOW_FSYNC_SECONDS"])), fsync(fd))
     from autoencoder.train import main
-    from autoencoder.utils.cli import run_cli
-    run_cli(main)
+    main()
 """)
 
 

@@ -1,9 +1,13 @@
 import logging
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from autoencoder.utils.cli import overridden, quiet_third_party
+from autoencoder.utils.cli import closest, overridden, quiet_third_party
 
 
 def test_overridden_keys_of_a_node_with_their_composed_values():
@@ -26,3 +30,24 @@ def test_quiet_third_party_hides_the_advertisement_and_the_known_notes(caplog):
         warnings.warn("The dataloader, train_dataloader, does not have many workers which may be a bottleneck.", UserWarning, stacklevel=1)
     assert caught == []
     assert warnings.formatwarning("Learning rate is high", UserWarning, "/site-packages/x.py", 3) == "warning: Learning rate is high\n"
+
+
+def test_each_command_is_a_console_script_with_hydras_tab_completion(tmp_path):
+    scripts = Path(sys.executable).parent
+    shown = subprocess.run([scripts / "autoencoder-shapes", "model.latent_dim=2"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0 and "O = floor((14 + 2*1 - 3)/2) + 1 = 7" in shown.stdout, shown.stderr[-2000:]
+    line = "autoencoder-train model.lat"
+    env = {**os.environ, "COMP_LINE": line, "COMP_POINT": str(len(line))}
+    query = subprocess.run([scripts / "autoencoder-train", "-sc", "query=bash"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert query.stdout.split() == ["model.latent_dim="], query.stderr[-2000:]
+    install = subprocess.run([scripts / "autoencoder-train", "-sc", "install=bash"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert "complete -o nospace -o default -F hydra_bash_completion autoencoder-train" in install.stdout
+
+
+def test_the_closest_keys_are_at_the_unknown_keys_depth():
+    known = ["noise", "model", "module", "denoising", "denoising.noise", "denoising.tuning_images", "variant.beta", "variant.sigma"]
+    assert closest("nosie", known) == ["noise"]
+    assert closest("denoising.nosie", known) == ["denoising.noise"]  # not the node `denoising`
+    assert closest("variant.bta", known) == ["variant.beta"]
+    assert closest("modle", known) == ["module", "model"]
+    assert closest("zzz", known) == []
