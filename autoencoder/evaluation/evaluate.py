@@ -268,18 +268,21 @@ def evaluate(cfg: DictConfig, data_overrides: Mapping | None = None) -> dict:
     }
     codes = in_batches(module.encode, test_x, cfg.batch_size)
     result["reconstruction"] = reconstruction(in_batches(module.decode, codes, cfg.batch_size), test_x, test_y, names)
-    log.info("reconstruction: %s", result["reconstruction"])
+    r = result["reconstruction"]
+    log.info("reconstruction: test MSE %.5f, BCE %.4f, PSNR %.2f dB, SSIM %.4f", r["mse"], r["bce"], r["psnr_db"], r["ssim"])
     steps.advance(note="reconstruction")
     result["denoising"] = denoising(module, data.split("val")[0], test_x, cfg, steps)
     train = data.split("train")  # (N, C, H, W) floats: made once, for the probes and the anomaly scores
     result["features"] = features(module, train, (test_x, test_y), codes, cfg, steps)
     if module.variant.generative:
         result["likelihood"] = likelihood(module, test_x, cfg.likelihood.samples, cfg.likelihood.decodes, cfg.seed, Reporter(*every))
-        log.info("likelihood: %s", result["likelihood"])
+        nats = result["likelihood"]
+        log.info("likelihood: -ELBO %.2f nats, -log p(x) %.2f nats (k=%d)", nats["negative_elbo_nats"], nats["nll_nats"], nats["samples"])
         steps.advance(note="likelihood")
     if run_cfg.data.classes is not None:
         result["anomaly"] = anomaly_detection(module, data.labels_of(run_cfg.data.classes), train, (test_x, test_y), names, cfg)
-        log.info("anomaly detection: %s", result["anomaly"])
+        scores = ", ".join(f"{name} {value:.2f}" for name, value in result["anomaly"]["test_auroc"].items())
+        log.info("anomaly detection, test AUROC %% with %s as normal: %s", "/".join(result["anomaly"]["normal_classes"]), scores)
         steps.advance(note="anomaly detection")
 
     figures = {"denoising_psnr": psnr_plot(result["denoising"])}
