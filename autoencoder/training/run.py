@@ -18,14 +18,15 @@ from pathlib import Path
 import lightning as L
 import optuna
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ModelSummary, ProgressBar
-from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from autoencoder.config.validation import validate
 from autoencoder.evaluation.evaluate import evaluate, headline
@@ -40,8 +41,11 @@ from autoencoder.training.checkpoints import (
     resume_config,
     run_status,
 )
+from autoencoder.training.hparams import hparam_columns, metric_columns
 from autoencoder.training.instantiate import instantiate_callbacks, instantiate_logger
 from autoencoder.training.interrupts import INTERRUPT_CHECKPOINT, SignalListener, StopOnSignal, requeued_by_slurm
+from autoencoder.training.launch import launch
+from autoencoder.training.tensorboard import HParamsTensorBoardLogger
 from autoencoder.utils.errors import Interrupted, UserError, signal_name, user_message
 from autoencoder.utils.files import remove_stale_temporaries, write_atomic
 
@@ -49,7 +53,8 @@ log = logging.getLogger(__name__)
 
 
 def _hparams(cfg: DictConfig) -> dict:
-    """The run's settings for the logger's hyperparameters (the module node only repeats them)."""
+    """The run's settings for the hyperparameters of a logger other than TensorBoard, whose HParams
+    tab has columns of its own (autoencoder.training.hparams); the module node only repeats them."""
     params = OmegaConf.to_container(cfg, resolve=True)
     for key in ("module", "callbacks", "output_dir", "ckpt_path", "resume", "resume_unfinished", "interrupts", "evaluation"):
         params.pop(key, None)
@@ -149,8 +154,12 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
             wandb.finish()
     # Once the signal listener is gone (Ctrl-C stops an evaluation as it stops the evaluate command),
     # and by the first process alone, as it alone writes metrics.json.
-    if cfg.evaluate and metrics["status"] == "completed" and trainer.is_global_zero:
-        metrics["evaluation"] = evaluate_run(cfg, metrics)
+    try:
+        if cfg.evaluate and metrics["status"] == "completed" and trainer.is_global_zero:
+            metrics["evaluation"] = evaluate_run(cfg, metrics)
+    finally:  # with the evaluation's figures, or the run's own where the evaluation failed
+        if isinstance(logger, HParamsTensorBoardLogger) and trainer.is_global_zero:
+            logger.log_hparams_tab(hparam_columns(cfg, metrics["status"]), metric_columns(metrics), metrics["status"], trainer.global_step)
     return metrics
 
 
@@ -189,7 +198,8 @@ def _run_metrics(trainer: L.Trainer) -> dict:
 
 
 def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule, ckpt_path: str | None) -> dict:
-    """Fit, test the best checkpoint, write metrics.json and the logger's final figures. A trial
+    """Fit, test the best checkpoint, write metrics.json and the logger's final figures (TensorBoard's
+    come with its HParams tab at the end of train(), after the evaluation). A trial
     that an Optuna search prunes is not tested; its metrics.json says so, with the epoch."""
     out = Path(cfg.output_dir)
     try:
@@ -220,9 +230,7 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule,
     write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     final = {key: metrics[key] for key in ("best_val_loss", "test_loss") if metrics[key] is not None}
     logger = trainer.logger
-    if isinstance(logger, TensorBoardLogger):  # the HParams tab compares runs by these
-        logger.log_hyperparams(_hparams(cfg), {f"hparams/{key}": value for key, value in final.items()})
-    elif logger:
+    if logger and not isinstance(logger, HParamsTensorBoardLogger):
         logger.log_hyperparams(_hparams(cfg))
         logger.log_metrics(final)
     unit = module.variant.unit
@@ -293,7 +301,10 @@ def train_job(cfg: DictConfig, launcher: DictConfig | None = None) -> float | No
     """One job of the train command; returns the monitored metric (best val loss) for Hydra's
     sweepers. `launcher` is the sweep's launcher config, None for a single run. A single run lets
     its error through (the command prints it as one line); a job of a sweep records its error in
-    metrics.json and returns NaN (a failed Optuna trial), so that the other jobs go on."""
+    metrics.json and returns NaN (a failed Optuna trial), so that the other jobs go on. How the job
+    was launched (Hydra's config group choices, command line and sweep) goes into the config as `launch`."""
+    with open_dict(cfg):
+        cfg.launch = launch(HydraConfig.get())
     if launcher is None:
         return train(cfg)["best_val_loss"]
     if cfg.threads is None:

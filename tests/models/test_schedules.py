@@ -109,8 +109,8 @@ def test_a_run_with_each_schedule_logs_its_rate(make_cfg, tmp_path, scheduler):
     metrics = train(make_cfg(f"scheduler={scheduler}", "optimizer.lr=3e-3", *RUN), callbacks=[rates])
     assert metrics["status"] == "completed" and metrics["epochs"] == 2
     assert sorted(rates.by_step) == list(range(6))
-    # LearningRateMonitor, from the callbacks group, logs the rate the optimizer used
-    logged = {e.step: e.value for e in read_events(tmp_path / "run" / "tensorboard").Scalars("lr-Adam")}
+    # LearningRateMonitor, from the callbacks group, logs the rate the optimizer used (TensorBoard: after the losses)
+    logged = {e.step: e.value for e in read_events(tmp_path / "run" / "tensorboard").Scalars("vitals/lr-Adam")}
     assert logged and all(value == pytest.approx(rates.by_step[step]) for step, value in logged.items() if step in rates.by_step)
     if scheduler == "onecycle":  # the schedule's length follows the run: 2 epochs of 3 batches
         assert list(rates.by_step.values()) == pytest.approx([onecycle(step, 6) for step in range(6)], rel=1e-6)

@@ -40,7 +40,8 @@ def test_a_failed_job_does_not_stop_the_sweep_and_the_summary_shows_it(tmp_path,
     for row in completed:  # the summary carries each job's own metrics
         assert float(row["test_loss"]) == json.loads((sweep / row["job"] / "metrics.json").read_text())["test_loss"]
     assert (sweep / "summary.md").is_file() and (sweep / "summary.png").is_file()
-    events = read_events(sweep / completed[0]["job"] / "tensorboard")  # one HParams session per job
+    events = read_events(next(sweep.glob("corruption=*,noise=*")))  # a job's TensorBoard run, named by its swept overrides
+    assert len(list(sweep.glob("corruption=*,noise=*"))) == len(completed)
     assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
 
 

@@ -59,13 +59,13 @@ def test_train_writes_metrics_checkpoints_and_tensorboard(make_cfg, tmp_path):
 
     events = read_events(run / "tensorboard")
     scalars = set(events.Tags()["scalars"])
-    expected = {"train/loss_epoch", "val/loss", "test/loss", "speed/train_samples_per_s", "speed/epochs_per_s", "lr-Adam", "hparams/test_loss"}
+    expected = {"train/loss_epoch", "val/loss", "test/loss", "vitals/speed/train_samples_per_s", "vitals/speed/epochs_per_s", "vitals/lr-Adam", "val/loss_best"}
     assert expected <= scalars
     grid = events.Images("val/reconstructions")[-1]
     assert (grid.width, grid.height) == (10 * 28 + 11 * 2, 3 * 28 + 4 * 2)  # 10 digits, 3 rows, 2px padding
     assert events.Images("val/latent")
     assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
-    assert events.Scalars("hparams/test_loss")[-1].value == pytest.approx(metrics["test_loss"])
+    assert events.Scalars("val/loss_best")[-1].value == pytest.approx(metrics["best_val_loss"])  # an HParams metric (tests/training/test_hparams.py)
 
 
 def test_plain_mlp_autoencoder_with_csv_logger(make_cfg, tmp_path):
