@@ -5,7 +5,6 @@ Nothing here runs at import: the commands call `command()` around their body, so
 the library leaves the caller's warning filters and logging as they were.
 """
 
-import difflib
 import functools
 import logging
 import os
@@ -167,12 +166,24 @@ def unknown_key(exc: Exception, config_name: str, argv: list[str]) -> UserError 
 
 
 def closest(key: str, known: Iterable[str]) -> list[str]:
-    """The known keys nearest to `key` (at most 3): those at its depth (`denoising.noise` for
-    `denoising.nosie`, not the node `denoising`) whose likeness is near the best."""
-    depth = [k for k in known if k.count(".") == key.count(".")]
-    scores = {k: difflib.SequenceMatcher(None, key, k).ratio() for k in depth}
-    best = max(scores.values(), default=0.0)
-    return sorted((k for k, score in scores.items() if score >= max(0.6, best - 0.15)), key=lambda k: -scores[k])[:3]
+    """The known keys at its depth (`denoising.noise` for `denoising.nosie`, not the node
+    `denoising`) that take the fewest edits to reach from `key`, at most 3 and a third of it."""
+    distances = {k: edits(key, k) for k in known if k.count(".") == key.count(".")}
+    fewest = min(distances.values(), default=0)
+    return sorted(k for k, d in distances.items() if d == fewest and d <= max(1, len(key) // 3))[:3]
+
+
+def edits(a: str, b: str) -> int:
+    """Insertions, deletions, substitutions and swaps of neighbours that turn `a` into `b` (the
+    optimal string alignment distance): a typo such as `nosie` for `noise` is one edit."""
+    previous, row = None, list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        before, previous, row = previous, row, [i] + [0] * len(b)
+        for j, y in enumerate(b, 1):
+            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (x != y))
+            if i > 1 and j > 1 and x == b[j - 2] and a[i - 2] == y:
+                row[j] = min(row[j], before[j - 2] + 1)
+    return row[-1]
 
 
 def _keys(node: dict, prefix: str = "") -> Iterator[str]:

@@ -170,7 +170,7 @@ def test_multirun(tmp_path, fake_mnist):
         (["model=foo"], "error: unknown model option 'foo' (allowed: conv, mlp)"),
         (["corruption=blur"], "error: unknown corruption option 'blur' (allowed: gaussian, masking, salt_pepper)"),
         (["corruption=salt_pepper", "noise=1.2"], "error: noise must be a number in [0, 1] for the SaltPepper corruption, got 1.2"),
-        (["trainer.max_epoch=3"], "error: Could not override 'trainer.max_epoch'."),
+        (["trainer.max_epoch=3"], "error: unknown key 'trainer.max_epoch' in conf/config.yaml and the groups chosen: did you mean trainer.max_epochs?"),
         (["data.data_dir={tmp}/empty"], "error: MNIST is not in {tmp}/empty/MNIST/raw and could not be downloaded"),
         (["data.data_dir={tmp}/corrupt"], "bad magic number"),
     ],
@@ -243,7 +243,9 @@ def host_reads_while_training(make_cfg, monkeypatch, tmp_path, batches: int) -> 
             counting[0] = False
 
     try:
-        cfg = make_cfg(f"trainer.limit_train_batches={batches}", "trainer.log_every_n_steps=1000", output_dir=tmp_path / f"run{batches}")
+        # progress lines (stdout is not a terminal here) read the loss at each half of the epoch, however many steps
+        overrides = (f"trainer.limit_train_batches={batches}", "trainer.log_every_n_steps=1000", "progress.every_fraction=0.5")
+        cfg = make_cfg(*overrides, output_dir=tmp_path / f"run{batches}")
         train(cfg, callbacks=[Window()])
     finally:
         monkeypatch.undo()
@@ -252,7 +254,8 @@ def host_reads_while_training(make_cfg, monkeypatch, tmp_path, batches: int) -> 
 
 def test_training_steps_never_wait_for_the_device(make_cfg, monkeypatch, tmp_path):
     # Between logging intervals the loss stays on the device; images and plots wait for validation.
-    # What remains is per epoch (the loader's seed), so 8 steps read no more than 2.
+    # What remains is per epoch (the loader's seed) or per fraction of it (progress lines), so 8
+    # steps read no more than 2.
     assert host_reads_while_training(make_cfg, monkeypatch, tmp_path, 8) == host_reads_while_training(make_cfg, monkeypatch, tmp_path, 2)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from autoencoder.utils.cli import closest, overridden, quiet_third_party
+from autoencoder.utils.cli import closest, edits, overridden, quiet_third_party
 
 
 def test_overridden_keys_of_a_node_with_their_composed_values():
@@ -44,10 +44,15 @@ def test_each_command_is_a_console_script_with_hydras_tab_completion(tmp_path):
     assert "complete -o nospace -o default -F hydra_bash_completion autoencoder-train" in install.stdout
 
 
+def test_edits_count_a_swap_of_neighbours_as_one():
+    assert [edits("nosie", "noise"), edits("noise", "noise"), edits("", "abc"), edits("ab", "ba"), edits("kitten", "sitting")] == [1, 0, 3, 1, 3]
+
+
 def test_the_closest_keys_are_at_the_unknown_keys_depth():
     known = ["noise", "model", "module", "denoising", "denoising.noise", "denoising.tuning_images", "variant.beta", "variant.sigma"]
     assert closest("nosie", known) == ["noise"]
     assert closest("denoising.nosie", known) == ["denoising.noise"]  # not the node `denoising`
     assert closest("variant.bta", known) == ["variant.beta"]
-    assert closest("modle", known) == ["module", "model"]
+    assert closest("modle", known) == ["model", "module"]  # a swap and an insertion: one edit each
+    assert closest("trainer.max_epoch", ["trainer.max_epochs", "trainer.min_epochs", "trainer.max_steps"]) == ["trainer.max_epochs"]
     assert closest("zzz", known) == []
