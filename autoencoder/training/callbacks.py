@@ -23,11 +23,7 @@ from typing_extensions import override
 from autoencoder.data.images import class_names
 from autoencoder.evaluation.figures import latent_scatter
 from autoencoder.utils.errors import UserError
-
-
-def _hms(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+from autoencoder.utils.progress import hms
 
 
 class EpochSummary(L.Callback):
@@ -105,7 +101,7 @@ class EpochSummary(L.Callback):
         val = f"{val_loss.item():.4f}{pl_module.variant.unit}" if val_loss is not None else "-"
         pl_module.print(
             f"[Epoch {trainer.current_epoch + 1:>3}] train {train}  val {val}  {marker:4} | "
-            f"{_hms(elapsed)}  {epochs_per_second:.3f} epochs/s  {samples_per_second:.0f} samples/s"
+            f"{hms(elapsed)}  {epochs_per_second:.3f} epochs/s  {samples_per_second:.0f} samples/s"
         )
 
     @override
