@@ -161,7 +161,7 @@ def unknown_key(exc: Exception, config_name: str, argv: list[str]) -> UserError 
     except Exception:  # noqa: BLE001 - another bad override: no suggestion, Hydra's error stands
         return None
     close = closest(key, _keys(OmegaConf.to_container(cfg, resolve=False)))
-    hint = f"did you mean {' or '.join(close)}?" if close else f"--cfg job lists the keys; +{key}=... adds a new one"
+    hint = f"did you mean {' or '.join(close)}?" if close else "none is close to it (--cfg job lists them all)"
     return UserError(f"unknown key '{key}' in conf/{config_name}.yaml and the groups chosen: {hint}")
 
 

@@ -73,7 +73,10 @@ def test_classical_filters_remove_salt_and_pepper():
         ([], "error: Missing mandatory value: ckpt_path"),
         (["ckpt_path={tmp}/missing.ckpt"], "error: ckpt_path {tmp}/missing.ckpt does not exist or is not a file"),
         (["ckpt_path={tmp}/notes.txt"], "error: ckpt_path {tmp}/notes.txt is not a Lightning checkpoint this framework wrote"),
-        (["ckpt_path={ckpt}", "model.latent_dim=8"], "error: Could not override 'model.latent_dim'."),
+        (  # the model is the checkpoint's: evaluate has no model keys
+            ["ckpt_path={ckpt}", "model.latent_dim=8"],
+            "error: unknown key 'model.latent_dim' in conf/evaluate.yaml and the groups chosen: none is close to it (--cfg job lists them all)",
+        ),
         (
             ["ckpt_path={ckpt}", "denoising.corruptions=[blur]"],
             "error: denoising.corruptions must be a non-empty list of names from gaussian, masking, salt_pepper, got ['blur']",
