@@ -1,8 +1,9 @@
 """What every command shares: third-party notes kept off the screen, and bad input reported as one
 line with exit code 2 instead of a traceback (AUTOENCODER_DEBUG=1 shows the traceback).
 
-Nothing here runs at import: the commands call `command()` around their body, so that importing
-the library leaves the caller's warning filters and logging as they were.
+Each command is a function of its config made a command by `@hydra_command("<config>")`, which
+runs it inside `command()`. Nothing here runs at import, so that importing the library leaves the
+caller's warning filters and logging as they were.
 """
 
 import functools
