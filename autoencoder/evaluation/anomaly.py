@@ -131,7 +131,7 @@ def anomaly(cfg: DictConfig) -> dict:
     labels = sorted(datamodule.labels_of(cfg.classes, key="classes")) if cfg.classes is not None else list(range(len(datamodule.class_names)))
     seeds, splits = list(cfg.seeds), ("val", "test") if cfg.test else ("val",)
     out = Path(cfg.output_dir)
-    runs = Counted(Reporter(cfg.progress.every_seconds, cfg.progress.every_fraction), "anomaly", len(labels) * len(seeds), "runs")
+    runs = Counted(Reporter(**cfg.progress), "anomaly", len(labels) * len(seeds), "runs")
     results = []
     for c in labels:
         for s in seeds:

@@ -256,10 +256,9 @@ def evaluate(cfg: DictConfig, data_overrides: Mapping | None = None) -> dict:
     writer = SummaryWriter(str(out / "tensorboard"))
 
     names = class_names(data, test_y)
-    every = cfg.progress.every_seconds, cfg.progress.every_fraction
     rows = len(cfg.denoising.corruptions) * len(cfg.denoising.noise)
     total = 1 + rows + FEATURE_INPUTS + module.variant.generative + (run_cfg.data.classes is not None) + 1  # the last: figures and TensorBoard
-    steps = Counted(Reporter(*every), "evaluate", total, "steps")
+    steps = Counted(Reporter(**cfg.progress), "evaluate", total, "steps")
     result = {
         "checkpoint": str(Path(cfg.ckpt_path).expanduser().resolve()),
         "data": type(data).__name__,
@@ -275,7 +274,7 @@ def evaluate(cfg: DictConfig, data_overrides: Mapping | None = None) -> dict:
     train = data.split("train")  # (N, C, H, W) floats: made once, for the probes and the anomaly scores
     result["features"] = features(module, train, (test_x, test_y), codes, cfg, steps)
     if module.variant.generative:
-        result["likelihood"] = likelihood(module, test_x, cfg.likelihood.samples, cfg.likelihood.decodes, cfg.seed, Reporter(*every))
+        result["likelihood"] = likelihood(module, test_x, cfg.likelihood.samples, cfg.likelihood.decodes, cfg.seed, Reporter(**cfg.progress))
         nats = result["likelihood"]
         log.info("likelihood: -ELBO %.2f nats, -log p(x) %.2f nats (k=%d)", nats["negative_elbo_nats"], nats["nll_nats"], nats["samples"])
         steps.advance(note="likelihood")

@@ -23,7 +23,7 @@ from typing_extensions import override
 from autoencoder.data.images import class_names
 from autoencoder.evaluation.figures import latent_scatter
 from autoencoder.utils.errors import UserError
-from autoencoder.utils.progress import hms
+from autoencoder.utils.progress import Stopwatch, hms
 
 
 class EpochSummary(L.Callback):
@@ -54,38 +54,33 @@ class EpochSummary(L.Callback):
     @override
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.epoch_samples = 0
-        self.epoch_seconds = 0.0
-        self.epoch_start: float | None = time.perf_counter()
+        self.epoch_clock = Stopwatch()
         self.validated = False
 
     @override
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.epoch_samples += len(batch[0]) * trainer.world_size  # every DDP process takes a batch
 
-    def _stop_epoch_clock(self) -> None:
-        if self.epoch_start is not None:
-            self.epoch_seconds += time.perf_counter() - self.epoch_start
-            self.epoch_start = None
-
     @override
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
-            self._stop_epoch_clock()
+            self.epoch_clock.pause()
 
     @override
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
             self.validated = True
-            self.epoch_start = time.perf_counter()  # training goes on after a mid-epoch validation
+            self.epoch_clock.resume()  # training goes on after a mid-epoch validation
 
     @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._stop_epoch_clock()
+        self.epoch_clock.pause()
+        epoch_seconds = self.epoch_clock.seconds
         self.train_samples += self.epoch_samples
-        self.train_seconds += self.epoch_seconds
+        self.train_seconds += epoch_seconds
         elapsed = time.perf_counter() - self.fit_start
         epochs_per_second = (trainer.current_epoch + 1 - self.first_epoch) / elapsed
-        samples_per_second = self.epoch_samples / self.epoch_seconds if self.epoch_seconds else 0.0
+        samples_per_second = self.epoch_samples / epoch_seconds if epoch_seconds else 0.0
         pl_module.log("speed/train_samples_per_s", samples_per_second)
         pl_module.log("speed/epochs_per_s", epochs_per_second)
         if not self.validated:

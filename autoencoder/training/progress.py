@@ -17,7 +17,7 @@ import sys
 import lightning as L
 from typing_extensions import override
 
-from autoencoder.utils.progress import Reporter
+from autoencoder.utils.progress import Reporter, Stopwatch
 
 
 class ProgressLines(L.Callback):
@@ -28,7 +28,7 @@ class ProgressLines(L.Callback):
     def __init__(self, every_seconds: float = 30.0, every_fraction: float = 0.1) -> None:
         self.every_seconds, self.every_fraction = every_seconds, every_fraction
         self.reporter: Reporter | None = None
-        self.samples, self.seconds, self.since = 0, 0.0, 0.0  # this epoch's: samples, training seconds, when its clock last ran
+        self.samples, self.clock = 0, Stopwatch()  # this epoch's samples and training seconds
 
     @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -44,17 +44,17 @@ class ProgressLines(L.Callback):
         if self.reporter is None:
             return
         self.reporter.start()
-        self.samples, self.seconds, self.since = 0, 0.0, self.reporter.clock()
+        self.samples, self.clock = 0, Stopwatch(self.reporter.clock)
 
     @override
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.reporter is not None and not trainer.sanity_checking:
-            self.seconds += self.reporter.clock() - self.since
+            self.clock.pause()
 
     @override
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.reporter is not None and not trainer.sanity_checking:
-            self.since = self.reporter.clock()  # training goes on after a mid-epoch validation
+            self.clock.resume()  # training goes on after a mid-epoch validation
 
     @override
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -64,7 +64,7 @@ class ProgressLines(L.Callback):
         fraction = (batch_idx + 1) / trainer.num_training_batches
         if not self.reporter.due(fraction):
             return
-        seconds = self.seconds + self.reporter.clock() - self.since
+        seconds = self.clock.seconds
         loss = float(outputs["loss"]) * trainer.accumulate_grad_batches  # Lightning divides it by the accumulation
         epochs = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
         speed = self.samples / seconds if seconds > 0 else 0.0

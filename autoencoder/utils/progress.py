@@ -77,3 +77,27 @@ class Counted:
         """`n` more units done; `note` says which (the step just finished, say)."""
         self.done += n
         self.reporter.update(self.done / self.total, f"{self.what}  {self.done}/{self.total} {self.unit}", note)
+
+
+class Stopwatch:
+    """The seconds of the spans it ran: an epoch's training time, with a validation in its middle
+    left out (`pause` when it starts, `resume` when it ends). `clock` is injectable for tests."""
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
+        self.restart()
+
+    def restart(self) -> None:
+        self.total, self.since = 0.0, self.clock()
+
+    def pause(self) -> None:
+        if self.since is not None:
+            self.total += self.clock() - self.since
+            self.since = None
+
+    def resume(self) -> None:
+        self.since = self.clock()
+
+    @property
+    def seconds(self) -> float:
+        return self.total + (self.clock() - self.since if self.since is not None else 0.0)

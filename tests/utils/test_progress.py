@@ -1,6 +1,6 @@
 import io
 
-from autoencoder.utils.progress import Counted, Reporter, hms
+from autoencoder.utils.progress import Counted, Reporter, Stopwatch, hms
 
 
 class Clock:
@@ -114,3 +114,19 @@ def test_each_line_is_flushed():
 
 def test_hms():
     assert hms(0) == "00:00:00" and hms(3723.9) == "01:02:03"
+
+
+def test_a_stopwatch_counts_only_the_spans_it_ran():
+    now = [10.0]
+    watch = Stopwatch(lambda: now[0])
+    now[0] = 13.0
+    assert watch.seconds == 3.0  # running
+    watch.pause()
+    now[0] = 20.0  # a validation: not counted
+    watch.pause()  # a second pause adds nothing
+    assert watch.seconds == 3.0
+    watch.resume()
+    now[0] = 22.5
+    assert watch.seconds == 5.5
+    watch.restart()
+    assert watch.seconds == 0.0
