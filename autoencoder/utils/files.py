@@ -4,6 +4,7 @@ reader sees the old file or the new one, never a mix, and a failed write (a full
 leaves the old file as it was. A write killed with its process leaves only its temporary file,
 which `remove_stale_temporaries` clears later."""
 
+import json
 import os
 from pathlib import Path
 
@@ -35,6 +36,12 @@ def write_atomic(path: str | Path, data: str | bytes | memoryview) -> None:
                 f"({len(payload)} bytes needed); free space or pick a folder you can write to"
             ) from exc
         raise
+
+
+def write_json(path: str | Path, data: object) -> None:
+    """Write `data` as indented JSON with a final newline, atomically: the one way the package writes
+    its JSON records (metrics.json, evaluation.json, anomaly.json, sample.json, the benchmarks')."""
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:

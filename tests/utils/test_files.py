@@ -1,10 +1,11 @@
+import json
 import os
 
 import pytest
 
 from autoencoder.utils import files
 from autoencoder.utils.errors import UserError
-from autoencoder.utils.files import write_atomic
+from autoencoder.utils.files import write_atomic, write_json
 
 
 def test_write_atomic_replaces_the_file(tmp_path):
@@ -31,3 +32,10 @@ def test_a_crash_while_writing_leaves_the_previous_version_whole(tmp_path, monke
 def test_bytes_are_written_as_they_are(tmp_path):
     write_atomic(tmp_path / "model.ckpt", b"\x00\xff checkpoint")
     assert (tmp_path / "model.ckpt").read_bytes() == b"\x00\xff checkpoint"
+
+
+def test_json_is_written_indented_with_a_final_newline_and_reads_back(tmp_path):
+    write_json(tmp_path / "record.json", {"status": "completed", "history": [{"epoch": 1}]})
+    text = (tmp_path / "record.json").read_text()
+    assert text.endswith("}\n") and '\n  "status": "completed"' in text
+    assert json.loads(text) == {"status": "completed", "history": [{"epoch": 1}]}
