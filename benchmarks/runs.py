@@ -31,7 +31,8 @@ from typing_extensions import override
 
 from autoencoder import CONFIG_DIR
 from autoencoder.data.batches import ShuffledBatches
-from autoencoder.training.precision import uses_gpu
+from autoencoder.data.images import data_module
+from autoencoder.utils.hardware import uses_gpu
 
 AUTOCAST = {"32-true": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
@@ -116,10 +117,10 @@ def lecture(cfg: DictConfig, clock: EpochClock) -> str:
     from torchvision.transforms import ToTensor
 
     device = _device(cfg)
-    datamodule = instantiate(cfg.data)
+    datamodule = data_module(cfg.data)
     datamodule.prepare_data()
     datamodule.setup()  # only for the indices of the framework's train/val split
-    mnist = MNIST(str(datamodule.data_dir), train=True, transform=ToTensor())
+    mnist = MNIST(str(datamodule.dataset.data_dir), train=True, transform=ToTensor())
     train_loader = DataLoader(Subset(mnist, datamodule.train_index.tolist()), batch_size=cfg.data.batch_size, shuffle=True)
     val_loader = DataLoader(Subset(mnist, datamodule.val_index.tolist()), batch_size=cfg.data.batch_size)
     torch.manual_seed(cfg.seed)
@@ -157,7 +158,7 @@ def framework(cfg: DictConfig, clock: EpochClock) -> str:
 
 def compute(cfg: DictConfig, clock: EpochClock) -> str:
     device = _device(cfg)
-    images = instantiate(cfg.data).split("train")[0]
+    images = data_module(cfg.data).split("train")[0]
     torch.manual_seed(cfg.seed)
     net = instantiate(cfg.model).to(device)
     if cfg.channels_last:

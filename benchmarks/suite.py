@@ -25,9 +25,9 @@ import torch
 from omegaconf import DictConfig
 
 from autoencoder.config.validation import validate
-from autoencoder.training.precision import cpu_has_native_bf16, uses_gpu
 from autoencoder.utils.errors import UserError
 from autoencoder.utils.files import write_atomic
+from autoencoder.utils.hardware import cpu_has_native_bf16, uses_gpu
 
 LECTURE, DEFAULTS, COMPUTE = "a: lecture-style loop", "b: framework defaults", "c: compute bound"
 

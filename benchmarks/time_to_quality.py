@@ -22,8 +22,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from autoencoder.config.validation import validate
-from autoencoder.training.precision import uses_gpu
 from autoencoder.utils.errors import UserError
+from autoencoder.utils.hardware import uses_gpu
 from benchmarks.suite import fmt, machine, median_of, write_section
 
 

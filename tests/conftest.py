@@ -4,6 +4,9 @@ import os
 import struct
 import subprocess
 import sys
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +15,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
 from autoencoder import CONFIG_DIR
-from autoencoder.data.mnist import DATA_ENV
+from autoencoder.data.dataset import DATA_ENV
 
 TRAIN_SIZE, TEST_SIZE = 300, 60
 
@@ -61,6 +64,24 @@ def real_data_dir() -> Path:
     if not path or not (Path(path) / "MNIST" / "raw").is_dir():
         pytest.skip(f"{DATA_ENV} does not point at the official MNIST files")
     return Path(path)
+
+
+@pytest.fixture
+def serve():
+    """`serve(folder)` serves the files of `folder` over HTTP on this machine, as a dataset's mirror
+    does, and gives its URL (ending in /); the servers stop with the test."""
+    servers = []
+
+    def _serve(folder: Path) -> str:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(folder)))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/"
+
+    yield _serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
 
 
 # Small, fast settings for end-to-end runs on the fake data.

@@ -18,7 +18,7 @@ from markdown_it.token import Token
 from omegaconf import DictConfig, OmegaConf
 
 from autoencoder import CONFIG_DIR, REPO_DIR
-from autoencoder.data.mnist import DATA_ENV
+from autoencoder.data.dataset import DATA_ENV
 from tests.conftest import FAST, run_module
 
 README = REPO_DIR / "README.md"

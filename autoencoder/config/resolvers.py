@@ -1,6 +1,6 @@
 """The config's own resolvers, registered when the package is imported (before Hydra composes).
 
-- `${fastest_precision:<accelerator>}`: the trainer's default precision (autoencoder.training.precision).
+- `${fastest_precision:<accelerator>}`: the trainer's default precision (autoencoder.utils.hardware).
 - `${run_id:}`: this process's id, so that two runs started in the same second, or the jobs of two
   sweeps, never share a folder (`outputs/<day>/<time>_<run_id>`). Cached like Hydra's `${now:}`:
   the jobs of a sweep see the value of the process that launched them.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from autoencoder.training.precision import fastest_precision
+from autoencoder.utils.hardware import fastest_precision
 
 
 def _sqlite_folder(path: str) -> str:

@@ -16,8 +16,8 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from autoencoder import CONFIG_DIR
-from autoencoder.training.precision import PRECISIONS, uses_gpu
 from autoencoder.utils.errors import UserError
+from autoencoder.utils.hardware import PRECISIONS, uses_gpu
 
 
 @dataclass(frozen=True)
@@ -378,13 +378,14 @@ CROSS_CHECKS = (
 )
 
 
-def validate(cfg: DictConfig) -> None:
-    """Check every setting of a composed config; raise a UserError for the first bad one."""
-    for key, value in _leaves(cfg):
+def validate(cfg: DictConfig, prefix: str = "") -> None:
+    """Check every setting of a composed config; raise a UserError for the first bad one. With a
+    `prefix` (`data.`), `cfg` is that node alone: its own keys are checked, not the cross-checks."""
+    for key, value in _leaves(cfg, prefix):
         rule = _rule(key)
         if rule is not None and not rule.accepts(value):
             raise UserError(f"{key} must be {rule.allowed}, got {value!r}")
-    for check in CROSS_CHECKS:
+    for check in CROSS_CHECKS if not prefix else ():
         check(cfg)
 
 

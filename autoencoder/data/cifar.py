@@ -4,8 +4,9 @@ the Python version's files in `<data_dir>/cifar-10-batches-py/` (torchvision's l
 The batch files are pickles. A pickle can run any code it names, so they are read by an unpickler
 that rebuilds numpy arrays and nothing else; each file's md5 is checked against the official one
 and its contents always are (keys, shapes, labels). The images stay uint8 (150 MB for the 50k
-training images), in colour or, with `grayscale`, as their luma. When the files are missing,
-torchvision downloads them; with no network the run stops with one line saying where to put them.
+training images), in colour or, with `grayscale`, as their luma. When the files are missing, the
+official archive is downloaded (its md5 checked) and the files unpacked from it; with no network
+the run stops with one line saying where to put them.
 """
 
 import io
@@ -14,19 +15,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from typing_extensions import override
 
-from autoencoder import REPO_DIR
-from autoencoder.data.download import check_md5, fetch_files
-from autoencoder.data.images import ImageDataModule
-from autoencoder.data.mnist import DATA_ENV
+from autoencoder.data.dataset import DATA_ENV, ImageDataset, data_folder
+from autoencoder.data.download import check_md5, download, fetch_files, untar_to
 from autoencoder.utils.errors import UserError
 
 FOLDER = "cifar-10-batches-py"
 SPLIT_FILES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}
 META = "batches.meta"
 SOURCE = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+SOURCE_MD5 = "c58f30108f718f92721af3b95e74349a"
 SIDE = 32
 LUMA = (299, 587, 114)  # ITU-R BT.601 weights of R, G and B, in thousandths
 
@@ -99,9 +98,9 @@ def to_grayscale(images: np.ndarray) -> np.ndarray:
     return ((LUMA[0] * r + LUMA[1] * g + LUMA[2] * b + 500) // 1000).astype(np.uint8)
 
 
-class CIFAR10DataModule(ImageDataModule):
+class CIFAR10(ImageDataset):
     """CIFAR-10 in colour (3x32x32) or, with `grayscale`, as luma (1x32x32); the other settings as
-    IDXDataModule's. `image_shape` follows `grayscale` unless given."""
+    IDXDataset's. `image_shape` follows `grayscale` unless given."""
 
     class_names = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
     md5: Mapping[str, str] = {  # the official files' (torchvision's table)
@@ -131,27 +130,31 @@ class CIFAR10DataModule(ImageDataModule):
     ):
         shape = image_shape if image_shape is not None else (1 if grayscale else 3, SIDE, SIDE)
         super().__init__(batch_size, val_size, train_size, split_seed, shuffle_seed, classes, shape, binarize)
-        self.save_hyperparameters()
-        self.data_dir = Path(data_dir).expanduser() if data_dir else REPO_DIR / "data"
+        self.data_dir = data_folder(data_dir)
         self.raw_dir = self.data_dir / FOLDER
         self.download = download
         self.check_md5 = check_md5
         self.grayscale = grayscale
 
     @override
-    def prepare_data(self) -> None:
+    def prepare(self) -> None:
         names = [*SPLIT_FILES["train"], *SPLIT_FILES["test"], META]
         where = (
             f"put the seven CIFAR-10 files ({', '.join(names)}) in {self.raw_dir} (unpack {SOURCE} in {self.data_dir}) "
             f"or set {DATA_ENV} to a folder holding {FOLDER}/"
         )
-        fetch_files("CIFAR-10", self.raw_dir, names, where, self.download, "CIFAR10", self.data_dir)
+        fetch_files("CIFAR-10", self.raw_dir, names, where, self._download if self.download else None)
+
+    def _download(self, names: list[str]) -> None:
+        untar_to(self.data_dir, download([SOURCE], SOURCE_MD5), [f"{FOLDER}/{name}" for name in names])
 
     def _md5(self, name: str) -> str | None:
         return self.md5.get(name) if self.check_md5 else None
 
     @override
-    def load(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def load(self, split: str):
+        import torch  # loads with the images, after prepare() has run
+
         meta = read_pickle(self.raw_dir / META, (b"label_names",), self._md5(META))
         names = meta[b"label_names"]
         names = [n.decode("latin1") if isinstance(n, bytes) else n for n in names] if isinstance(names, list) else names

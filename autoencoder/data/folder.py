@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 from typing_extensions import override
 
-from autoencoder.data.images import ImageDataModule
+from autoencoder.data.dataset import ImageDataset
 from autoencoder.utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ def decode(files: Files, size: int, grayscale: bool) -> tuple[torch.Tensor, torc
     return images, torch.tensor([label for _, label in files], dtype=torch.int64)
 
 
-class FolderDataModule(ImageDataModule):
+class ImageFolder(ImageDataset):
     """Your own images from `path`, resized to size x size: RGB (3 channels) or, with grayscale,
     1 channel. The default size, 64, keeps 10k colour images at 120 MB and the default conv network
     quick on a CPU; any size works with it (`python -m autoencoder.shapes` shows the layers)."""
@@ -164,12 +164,11 @@ class FolderDataModule(ImageDataModule):
         self.class_names, self.files = scan(self.path, test_size, split_seed)
         shape = image_shape if image_shape is not None else (1 if grayscale else 3, size, size)
         super().__init__(batch_size, val_size, train_size, split_seed, shuffle_seed, classes, shape, binarize)
-        self.save_hyperparameters()
         self.size, self.grayscale = size, grayscale
 
     @override
-    def prepare_data(self) -> None:
-        _folder(self.path)  # nothing to download; the folder, scanned when the module was built, must still be there
+    def prepare(self) -> None:
+        _folder(self.path)  # nothing to download; the folder, scanned when the dataset was built, must still be there
 
     @cached_property
     def _decoded(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

@@ -1,6 +1,7 @@
 """The IDX file format of MNIST-style datasets: a magic number, the dimensions, then raw bytes."""
 
 import struct
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -29,3 +30,12 @@ def read_idx(path: Path, md5: str | None = None) -> torch.Tensor:
     if expected == header:  # no items (frombuffer refuses an empty view)
         return torch.empty(shape, dtype=torch.uint8)
     return torch.frombuffer(raw, dtype=torch.uint8, offset=header).reshape(shape)
+
+
+def read_pair(images_path: Path, labels_path: Path, md5: Mapping[str, str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (N, 1, H, W) uint8 and labels (N,) int64 from an images and a labels IDX file, each
+    checked against its md5 in `md5` (by file name) when it has one there."""
+    images, labels = (read_idx(p, md5.get(p.name)) for p in (images_path, labels_path))
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise UserError(f"{images_path} and {labels_path} do not match: images {list(images.shape)}, labels {list(labels.shape)}")
+    return images.unsqueeze(1), labels.long()

@@ -3,43 +3,29 @@
 
 Each file's header and size are checked, and its md5 against the official files where one is
 published; the images are decoded once into uint8 tensors (47 MB for the 60k training images).
-When the files are missing, torchvision downloads them; with no network the run stops with one
-line saying where to put them.
+Missing files are downloaded (gzipped) from the dataset's mirrors, the ones torchvision uses; with
+no network the run stops with one line saying where to put them.
 """
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
-import torch
 from typing_extensions import override
 
-from autoencoder import REPO_DIR
-from autoencoder.data.download import fetch_files
-from autoencoder.data.idx import read_idx
-from autoencoder.data.images import ImageDataModule
-from autoencoder.utils.errors import UserError
+from autoencoder.data.dataset import DATA_ENV, ImageDataset, data_folder
+from autoencoder.data.download import download, fetch_files, gunzip_to
 
 SPLIT_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
-DATA_ENV = "AUTOENCODER_DATA_DIR"
 
 
-def load_split(raw_dir: Path, split: str, md5: Mapping[str, str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (N, 1, H, W) uint8 and labels (N,) int64 of the `train` or `test` split, each file
-    checked against its md5 in `md5` when it has one there."""
-    paths = [raw_dir / name for name in SPLIT_FILES[split]]
-    images, labels = (read_idx(p, (md5 or {}).get(p.name)) for p in paths)
-    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise UserError(f"{paths[0]} and {paths[1]} do not match: images {list(images.shape)}, labels {list(labels.shape)}")
-    return images.unsqueeze(1), labels.long()
-
-
-class IDXDataModule(ImageDataModule):
+class IDXDataset(ImageDataset):
     """A dataset in MNIST's format: 60k training and 10k test images of 28x28 in four IDX files in
-    `<data_dir>/<folder>/raw/`. A subclass names the folder, torchvision's class that downloads
-    the files, the md5 of the files (after gunzip) where they are published, and the class names."""
+    `<data_dir>/<folder>/raw/`. A subclass names the folder, the mirrors that serve the gzipped
+    files and their md5 (`gz_md5`, by file name), the md5 of the unpacked files where they are
+    published, and the class names."""
 
     folder: str
-    torchvision_class: str
+    mirrors: tuple[str, ...]
+    gz_md5: Mapping[str, str]
     md5: Mapping[str, str] = {}
 
     def __init__(
@@ -57,27 +43,40 @@ class IDXDataModule(ImageDataModule):
         binarize: bool = False,
     ):
         super().__init__(batch_size, val_size, train_size, split_seed, shuffle_seed, classes, image_shape, binarize)
-        self.save_hyperparameters()
-        self.data_dir = Path(data_dir).expanduser() if data_dir else REPO_DIR / "data"
+        self.data_dir = data_folder(data_dir)
         self.raw_dir = self.data_dir / self.folder / "raw"
         self.download = download
         self.check_md5 = check_md5
 
     @override
-    def prepare_data(self) -> None:
+    def prepare(self) -> None:
         names = [name for files in SPLIT_FILES.values() for name in files]
         where = f"put the four {self.folder} files ({', '.join(names)}) in {self.raw_dir} or set {DATA_ENV} to a folder holding {self.folder}/raw/"
-        fetch_files(self.folder, self.raw_dir, names, where, self.download, self.torchvision_class, self.data_dir)
+        fetch_files(self.folder, self.raw_dir, names, where, self._download if self.download else None)
+
+    def _download(self, names: list[str]) -> None:
+        for name in names:
+            gunzip_to(self.raw_dir, name, download([f"{mirror}{name}.gz" for mirror in self.mirrors], self.gz_md5[name]))
 
     @override
-    def load(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        return load_split(self.raw_dir, split, self.md5 if self.check_md5 else None)
+    def load(self, split: str):
+        from autoencoder.data.idx import read_pair  # torch loads with the images, after prepare() has run
+
+        images, labels = (self.raw_dir / name for name in SPLIT_FILES[split])
+        return read_pair(images, labels, self.md5 if self.check_md5 else {})
 
 
-class MNISTDataModule(IDXDataModule):
+class MNIST(IDXDataset):
     """Handwritten digits (LeCun et al. 1998)."""
 
-    folder, torchvision_class = "MNIST", "MNIST"
+    folder = "MNIST"
+    mirrors = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
+    gz_md5 = {
+        "train-images-idx3-ubyte": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte": "d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte": "ec29112dd5afa0611ce80d1b7f02629c",
+    }
     md5 = {
         "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
         "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
@@ -87,10 +86,17 @@ class MNISTDataModule(IDXDataModule):
     class_names = tuple(str(digit) for digit in range(10))
 
 
-class FashionMNISTDataModule(IDXDataModule):
+class FashionMNIST(IDXDataset):
     """Zalando's article images (Xiao et al. 2017), MNIST's format and sizes."""
 
-    folder, torchvision_class = "FashionMNIST", "FashionMNIST"
+    folder = "FashionMNIST"
+    mirrors = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
+    gz_md5 = {
+        "train-images-idx3-ubyte": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte": "bb300cfdad3c16e7a12a480ee83cd310",
+    }
     md5 = {
         "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
         "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
@@ -100,10 +106,17 @@ class FashionMNISTDataModule(IDXDataModule):
     class_names = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
 
-class KMNISTDataModule(IDXDataModule):
+class KMNIST(IDXDataset):
     """Kuzushiji-MNIST (Clanuwat et al. 2018): ten cursive Japanese characters in MNIST's format.
-    Only the md5 of its gzipped files is published (torchvision checks them when it downloads),
-    so its unpacked files get the header and size checks alone."""
+    Only the md5 of its gzipped files is published (checked when they are downloaded), so its
+    unpacked files get the header and size checks alone."""
 
-    folder, torchvision_class = "KMNIST", "KMNIST"
+    folder = "KMNIST"
+    mirrors = ("http://codh.rois.ac.jp/kmnist/dataset/kmnist/",)
+    gz_md5 = {
+        "train-images-idx3-ubyte": "bdb82020997e1d708af4cf47b453dcf7",
+        "train-labels-idx1-ubyte": "e144d726b3acfaa3e44228e80efcd344",
+        "t10k-images-idx3-ubyte": "5c965bf0a639b31b8f53240b1b52f4d7",
+        "t10k-labels-idx1-ubyte": "7320c461ea6c1c855c0b718fb2a4b134",
+    }
     class_names = ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")

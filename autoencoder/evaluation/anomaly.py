@@ -41,11 +41,11 @@ log = logging.getLogger(__name__)
 
 # AUROC in % for normal classes 0..9, by data module.
 PUBLISHED = {
-    "MNISTDataModule": {  # Ruff et al. 2018, Table 1
+    "MNIST": {  # Ruff et al. 2018, Table 1
         "DCAE (Ruff et al.)": [97.6, 98.3, 85.4, 86.7, 86.5, 78.2, 94.6, 92.3, 86.5, 90.4],
         "OC Deep SVDD (Ruff et al.)": [98.0, 99.7, 91.7, 91.9, 94.9, 88.5, 98.3, 94.6, 93.9, 96.5],
     },
-    "FashionMNISTDataModule": {  # as tabulated by AGAD (Table 1, p. 6): GeoTrans from Cheng et al. 2020, ARNet from Ye et al. 2022
+    "FashionMNIST": {  # as tabulated by AGAD (Table 1, p. 6): GeoTrans from Cheng et al. 2020, ARNet from Ye et al. 2022
         "GeoTrans (Golan & El-Yaniv)": [99.4, 97.6, 91.1, 89.9, 92.1, 93.4, 83.3, 98.9, 90.8, 99.2],
         "ARNet (Ye et al.)": [92.7, 99.3, 89.1, 93.6, 90.8, 93.1, 85.0, 98.4, 97.8, 98.4],
     },
@@ -128,7 +128,8 @@ def anomaly(cfg: DictConfig) -> dict:
     Where stdout is not a terminal, `progress:` lines count the runs done (`cfg.progress`)."""
     validate(cfg)
     datamodule = datamodule_for(cfg)
-    labels = sorted(datamodule.labels_of(cfg.classes, key="classes")) if cfg.classes is not None else list(range(len(datamodule.class_names)))
+    dataset = datamodule.dataset
+    labels = sorted(dataset.labels_of(cfg.classes, key="classes")) if cfg.classes is not None else list(range(len(dataset.class_names)))
     seeds, splits = list(cfg.seeds), ("val", "test") if cfg.test else ("val",)
     out = Path(cfg.output_dir)
     runs = Counted(Reporter(**cfg.progress), "anomaly", len(labels) * len(seeds), "runs")
@@ -137,8 +138,8 @@ def anomaly(cfg: DictConfig) -> dict:
         for s in seeds:
             results.append(one_class_run(cfg, out, c, s, splits))
             runs.advance(note=f"class {c} seed {s}")
-    summary, markdown = table(results, labels, seeds, datamodule.class_names, PUBLISHED.get(type(datamodule).__name__, {}))
-    summary["data"] = type(datamodule).__name__
+    summary, markdown = table(results, labels, seeds, dataset.class_names, PUBLISHED.get(dataset.name, {}))
+    summary["data"] = dataset.name
     write_atomic(out / "anomaly.json", json.dumps(summary, indent=2) + "\n")
     write_atomic(out / "anomaly.md", markdown)
     chosen = summary["chosen_score"]

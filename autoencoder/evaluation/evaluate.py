@@ -261,7 +261,7 @@ def evaluate(cfg: DictConfig, data_overrides: Mapping | None = None) -> dict:
     steps = Counted(Reporter(**cfg.progress), "evaluate", total, "steps")
     result = {
         "checkpoint": str(Path(cfg.ckpt_path).expanduser().resolve()),
-        "data": type(data).__name__,
+        "data": data.dataset.name,
         "latent_dim": module.net.latent_dim,
         "trained_noise": run_cfg.noise,
     }
@@ -279,7 +279,7 @@ def evaluate(cfg: DictConfig, data_overrides: Mapping | None = None) -> dict:
         log.info("likelihood: -ELBO %.2f nats, -log p(x) %.2f nats (k=%d)", nats["negative_elbo_nats"], nats["nll_nats"], nats["samples"])
         steps.advance(note="likelihood")
     if run_cfg.data.classes is not None:
-        result["anomaly"] = anomaly_detection(module, data.labels_of(run_cfg.data.classes), train, (test_x, test_y), names, cfg)
+        result["anomaly"] = anomaly_detection(module, data.dataset.labels_of(run_cfg.data.classes), train, (test_x, test_y), names, cfg)
         scores = ", ".join(f"{name} {value:.2f}" for name, value in result["anomaly"]["test_auroc"].items())
         log.info("anomaly detection, test AUROC %% with %s as normal: %s", "/".join(result["anomaly"]["normal_classes"]), scores)
         steps.advance(note="anomaly detection")

@@ -16,12 +16,14 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from hydra.utils import get_class, instantiate
+from hydra.utils import get_class
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 from typing_extensions import override
 
+from autoencoder.data.dataset import renamed_data_classes
+from autoencoder.data.images import ImageDataModule, data_module
 from autoencoder.training.interrupts import INTERRUPT_CHECKPOINT
 from autoencoder.utils.errors import UserError, user_message
 from autoencoder.utils.files import write_atomic
@@ -183,7 +185,7 @@ def resume_config(folder: str | Path, defaults: DictConfig) -> DictConfig:
         raise UserError(f"resume={run} is not a run folder with config.yaml and a checkpoint in checkpoints/; give the folder of a run that saved one")
     if (status := run_status(run)) in FINAL_STATUSES:
         raise UserError(f"resume={run}: that run is {status} (metrics.json), so there is nothing to resume; start a new run, or train further with ckpt_path=")
-    cfg = OmegaConf.load(run / "config.yaml")
+    cfg = renamed_data_classes(OmegaConf.load(run / "config.yaml"))
     for key in defaults:
         if key not in cfg:
             cfg[key] = defaults[key]
@@ -195,10 +197,10 @@ def run_config(ckpt: Path, contents: dict) -> DictConfig:
     """The config a checkpoint was trained with: stored inside it, or (a checkpoint saved without
     ConfigInCheckpoint) the run folder's config.yaml next to its checkpoints/ folder."""
     if CONFIG_KEY in contents:
-        return OmegaConf.create(contents[CONFIG_KEY])
+        return renamed_data_classes(OmegaConf.create(contents[CONFIG_KEY]))
     beside = ckpt.parent.parent / "config.yaml"
     if ckpt.parent.name == "checkpoints" and beside.is_file():
-        return OmegaConf.load(beside)
+        return renamed_data_classes(OmegaConf.load(beside))
     raise UserError(f"ckpt_path {ckpt} carries no training config and has no run folder config.yaml beside it; pass a checkpoint written by autoencoder.train")
 
 
@@ -217,9 +219,9 @@ def load_trained(path: str | Path) -> tuple[DictConfig, L.LightningModule]:
     return cfg, module.eval()
 
 
-def datamodule_for(cfg: DictConfig, overrides: Mapping | None = None) -> L.LightningDataModule:
+def datamodule_for(cfg: DictConfig, overrides: Mapping | None = None) -> ImageDataModule:
     """The run's data module with every class and training image (its split and seed kept). Keys
     in `overrides` (the command's `data.*` on the command line, e.g. where the files are now)
     replace the run's."""
     data = OmegaConf.to_container(cfg.data, resolve=True) | {"classes": None, "train_size": None}
-    return instantiate(data | dict(overrides or {}), _convert_="all")
+    return data_module(OmegaConf.create(data | dict(overrides or {})))

@@ -29,6 +29,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from autoencoder.config.validation import validate
+from autoencoder.data.images import data_module
 from autoencoder.evaluation.evaluate import evaluate, headline
 from autoencoder.training.callbacks import Diverged, EpochSummary
 from autoencoder.training.checkpoints import (
@@ -127,7 +128,7 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
         torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    datamodule = instantiate(cfg.data, _convert_="all")  # plain values: its hyperparameters go into checkpoints
+    datamodule = data_module(cfg.data)
     if rank_zero_only.rank == 0:  # missing data fails here, in seconds, before Lightning starts (fit checks again)
         datamodule.prepare_data()
     module = instantiate(cfg.module)

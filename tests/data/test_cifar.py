@@ -6,7 +6,9 @@ import hashlib
 import os
 import pickle
 import re
+import tarfile
 import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +19,13 @@ from hydra.utils import instantiate
 from PIL import Image
 
 from autoencoder import CONFIG_DIR
-from autoencoder.data.cifar import FOLDER, META, SPLIT_FILES, CIFAR10DataModule
+from autoencoder.data import cifar as cifar_module
+from autoencoder.data.cifar import CIFAR10, FOLDER, META, SPLIT_FILES
+from autoencoder.data.images import ImageDataModule
 from autoencoder.evaluation.evaluate import evaluate
 from autoencoder.models.networks import ConvAutoencoder
 from autoencoder.models.sizes import describe_configured
+from autoencoder.training.checkpoints import CONFIG_KEY
 from autoencoder.training.run import train
 from autoencoder.utils.errors import UserError
 from tests.conftest import compose_entry
@@ -65,7 +70,7 @@ def make_fake_cifar(root: Path) -> Path:
         images, labels = fake_images(first, n, is_test)
         batch = {b"batch_label": name.encode(), b"labels": labels.tolist(), b"data": images.reshape(n, -1), b"filenames": [b"x.png"] * n}
         write_pickle(folder / name, batch)
-    write_pickle(folder / META, {b"num_cases_per_batch": BATCH_SIZE, b"label_names": [n.encode() for n in CIFAR10DataModule.class_names], b"num_vis": 3072})
+    write_pickle(folder / META, {b"num_cases_per_batch": BATCH_SIZE, b"label_names": [n.encode() for n in CIFAR10.class_names], b"num_vis": 3072})
     return root
 
 
@@ -74,13 +79,13 @@ def fake_cifar(tmp_path_factory) -> Path:
     return make_fake_cifar(tmp_path_factory.mktemp("fake_cifar"))
 
 
-def cifar(data_dir: Path, **kwargs) -> CIFAR10DataModule:
-    return CIFAR10DataModule(data_dir=str(data_dir), **{"download": False, "val_size": 50, "check_md5": False, **kwargs})
+def cifar(data_dir: Path, **kwargs) -> ImageDataModule:
+    return ImageDataModule(CIFAR10(data_dir=str(data_dir), **{"download": False, "val_size": 50, "check_md5": False, **kwargs}))
 
 
 def test_reads_the_batches_with_labels_and_the_split(fake_cifar):
     dm = datamodule("cifar10", fake_cifar)
-    assert type(dm) is CIFAR10DataModule and dm.raw_dir == fake_cifar / FOLDER and dm.image_shape == (3, 32, 32)
+    assert type(dm.dataset) is CIFAR10 and dm.dataset.raw_dir == fake_cifar / FOLDER and dm.dataset.image_shape == (3, 32, 32)
     assert [len(dm.split(s)[0]) for s in ("train", "val", "test")] == [TRAIN_SIZE - 50, 50, TEST_SIZE]
     ids = {s: image_ids(dm.split(s)[0]) for s in ("train", "val", "test")}
     assert set(ids["train"].tolist()).isdisjoint(ids["val"].tolist())  # train and val partition the five batches
@@ -96,16 +101,16 @@ def test_reads_the_batches_with_labels_and_the_split(fake_cifar):
 
 def test_classes_by_name(fake_cifar):
     dm = datamodule("cifar10", fake_cifar, "data.classes=[cat,ship]")
-    assert dm.classes == [3, 8]
+    assert dm.dataset.classes == [3, 8]
     assert set(dm.split("train")[1].tolist()) == set(dm.split("val")[1].tolist()) == {3, 8}
     assert set(dm.split("test")[1].tolist()) == set(range(10))  # the test set keeps every class
-    with pytest.raises(UserError, match=r"data.classes: 'cats' is not a class of CIFAR10DataModule \(its classes: 0 airplane, 1 automobile, .*9 truck"):
+    with pytest.raises(UserError, match=r"data.classes: 'cats' is not a class of CIFAR10 \(its classes: 0 airplane, 1 automobile, .*9 truck"):
         cifar(fake_cifar, classes=["cats"])
 
 
 def test_grayscale_is_the_rounded_luma(fake_cifar):
     dm = datamodule("cifar10", fake_cifar, "data.grayscale=true")
-    assert dm.image_shape == (1, 32, 32) and dm.test_set.tensors[0].dtype == torch.uint8
+    assert dm.dataset.image_shape == (1, 32, 32) and dm.test_set.tensors[0].dtype == torch.uint8
     images, labels = dm.split("test")
     assert images.shape == (TEST_SIZE, 1, 32, 32) and torch.equal(labels, image_ids(images) % 10)  # the grey index pixels survive
     for (row, col), (_, luma) in KNOWN.items():
@@ -120,7 +125,7 @@ def test_md5_of_each_file(tmp_path, monkeypatch, fake_cifar):
         cifar(fake_cifar, check_md5=True).split("test")  # the official md5: the fake files are not the official ones
     folder = make_fake_cifar(tmp_path) / FOLDER
     md5 = {path.name: hashlib.md5(path.read_bytes()).hexdigest() for path in folder.iterdir()}
-    monkeypatch.setattr(CIFAR10DataModule, "md5", md5)
+    monkeypatch.setattr(CIFAR10, "md5", md5)
     assert len(cifar(tmp_path, check_md5=True).split("train")[0]) == TRAIN_SIZE - 50
     path = folder / "data_batch_3"
     data = bytearray(path.read_bytes())
@@ -216,17 +221,30 @@ def test_missing_files_without_download(tmp_path):
 
 
 def test_missing_files_and_no_network(tmp_path, monkeypatch):
-    from torchvision.datasets import CIFAR10
-
-    def offline(self):
+    def offline(url, timeout):
         raise urllib.error.URLError(OSError(-3, "Temporary failure in name resolution"))
 
-    monkeypatch.setattr(CIFAR10, "download", offline)
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(
         UserError,
         match=r"^CIFAR-10 is not in .*cifar-10-batches-py and could not be downloaded \(\[Errno -3\] Temporary failure in name resolution\); put the seven",
     ):
         cifar(tmp_path, download=True).prepare_data()
+
+
+def test_missing_files_are_unpacked_from_the_downloaded_archive(tmp_path, monkeypatch, serve):
+    make_fake_cifar(tmp_path / "source")
+    archive = tmp_path / "served" / "cifar-10-python.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "source" / FOLDER, arcname=FOLDER)
+    served = serve(archive.parent)
+    monkeypatch.setattr(cifar_module, "SOURCE", f"{served}{archive.name}")
+    monkeypatch.setattr(cifar_module, "SOURCE_MD5", hashlib.md5(archive.read_bytes()).hexdigest())
+    dm = cifar(tmp_path / "data", download=True)
+    dm.prepare_data()
+    assert sorted(p.name for p in (tmp_path / "data" / FOLDER).iterdir()) == sorted(p.name for p in (tmp_path / "source" / FOLDER).iterdir())
+    assert len(dm.split("test")[0]) == TEST_SIZE
 
 
 @pytest.mark.parametrize("grayscale, size", [(False, "3x32x32"), (True, "1x32x32")])
@@ -243,9 +261,9 @@ def test_train_and_evaluate(make_cfg, fake_cifar, tmp_path, grayscale):
     metrics = train(make_cfg("data=cifar10", f"data.data_dir={fake_cifar}", f"data.grayscale={str(grayscale).lower()}", "logger=none"))
     assert metrics["status"] == "completed" and metrics["test_loss"] is not None
     checkpoint = torch.load(metrics["best_checkpoint"], weights_only=True)
-    assert checkpoint["datamodule_hyper_parameters"]["grayscale"] is grayscale
+    assert checkpoint[CONFIG_KEY]["data"]["grayscale"] is grayscale
     grid = np.array(Image.open(Path(metrics["best_checkpoint"]).parents[1] / "reconstructions.png"))
     assert bool((grid[..., 0] != grid[..., 1]).any()) is not grayscale  # the image grids are in colour where the data are
     result = evaluate(compose_entry("evaluate", tmp_path / "evaluation", f"ckpt_path={metrics['best_checkpoint']}", *SMALL))
-    assert result["reconstruction"]["mse"] > 0 and list(result["reconstruction"]["mse_per_class"]) == list(CIFAR10DataModule.class_names)
-    assert f"| class | {' | '.join(CIFAR10DataModule.class_names)} |" in (tmp_path / "evaluation" / "evaluation.md").read_text()
+    assert result["reconstruction"]["mse"] > 0 and list(result["reconstruction"]["mse_per_class"]) == list(CIFAR10.class_names)
+    assert f"| class | {' | '.join(CIFAR10.class_names)} |" in (tmp_path / "evaluation" / "evaluation.md").read_text()

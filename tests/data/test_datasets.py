@@ -6,18 +6,20 @@ import shutil
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 
 from autoencoder import CONFIG_DIR
-from autoencoder.data.mnist import DATA_ENV, FashionMNISTDataModule, KMNISTDataModule, MNISTDataModule
+from autoencoder.data.dataset import DATA_ENV
+from autoencoder.data.images import ImageDataModule, data_module
+from autoencoder.data.mnist import KMNIST, MNIST, FashionMNIST
 from autoencoder.evaluation.evaluate import evaluate
+from autoencoder.training.checkpoints import CONFIG_KEY
 from autoencoder.training.run import train
 from autoencoder.utils.errors import UserError
 from tests.conftest import TEST_SIZE, TRAIN_SIZE, compose_entry, make_fake_mnist
 from tests.data.test_mnist import image_ids
 from tests.evaluation.test_evaluate import SMALL
 
-DATASETS = {"mnist": ("MNIST", MNISTDataModule), "fashion_mnist": ("FashionMNIST", FashionMNISTDataModule), "kmnist": ("KMNIST", KMNISTDataModule)}
+DATASETS = {"mnist": ("MNIST", MNIST), "fashion_mnist": ("FashionMNIST", FashionMNIST), "kmnist": ("KMNIST", KMNIST)}
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,7 @@ def fake_data(tmp_path_factory):
 def datamodule(name: str, data_dir, *overrides: str):
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"data={name}", f"data.data_dir={data_dir}", "data.check_md5=false", "data.val_size=50", *overrides])
-    dm = instantiate(cfg.data, _convert_="all")
+    dm = data_module(cfg.data)
     dm.prepare_data()
     dm.setup("fit")
     return dm
@@ -42,7 +44,7 @@ def datamodule(name: str, data_dir, *overrides: str):
 def test_each_dataset_reads_its_own_folder_with_the_split_and_labels(fake_data, tmp_path, name):
     folder, cls = DATASETS[name]
     dm = datamodule(name, fake_data)
-    assert type(dm) is cls and dm.raw_dir == fake_data / folder / "raw"
+    assert type(dm.dataset) is cls and dm.dataset.raw_dir == fake_data / folder / "raw"
     assert [len(dm.split(s)[0]) for s in ("train", "val", "test")] == [TRAIN_SIZE - 50, 50, TEST_SIZE]
     images, labels = dm.split("val")
     assert torch.equal(labels, image_ids(images) % 10)  # the fake images cycle labels 0..9
@@ -56,16 +58,14 @@ def test_each_dataset_reads_its_own_folder_with_the_split_and_labels(fake_data, 
 )
 def test_classes_by_name_or_label(fake_data, name, classes, labels):
     dm = datamodule(name, fake_data, f"data.classes={classes}")
-    assert dm.classes == labels and sorted(set(dm.split("train")[1].tolist())) == labels
+    assert dm.dataset.classes == labels and sorted(set(dm.split("train")[1].tolist())) == labels
 
 
 def test_a_class_that_does_not_exist(fake_data):
-    with pytest.raises(
-        UserError, match=r"data.classes: 'boots' is not a class of FashionMNISTDataModule \(its classes: 0 T-shirt/top, 1 Trouser, .*9 Ankle boot"
-    ):
-        FashionMNISTDataModule(data_dir=str(fake_data), classes=["boots"])
-    with pytest.raises(UserError, match=r"data.classes: 10 is not a class of MNISTDataModule \(its classes: 0, 1, 2"):
-        MNISTDataModule(data_dir=str(fake_data), classes=[10])
+    with pytest.raises(UserError, match=r"data.classes: 'boots' is not a class of FashionMNIST \(its classes: 0 T-shirt/top, 1 Trouser, .*9 Ankle boot"):
+        FashionMNIST(data_dir=str(fake_data), classes=["boots"])
+    with pytest.raises(UserError, match=r"data.classes: 10 is not a class of MNIST \(its classes: 0, 1, 2"):
+        MNIST(data_dir=str(fake_data), classes=[10])
 
 
 @pytest.mark.parametrize("name", ["fashion_mnist", "kmnist"])
@@ -73,7 +73,7 @@ def test_train_and_evaluate_on_each_dataset(make_cfg, fake_data, tmp_path, name)
     metrics = train(make_cfg(f"data={name}", f"data.data_dir={fake_data}", "logger=none"))
     assert metrics["status"] == "completed" and metrics["test_loss"] is not None
     checkpoint = torch.load(metrics["best_checkpoint"], weights_only=True)
-    assert checkpoint["datamodule_hyper_parameters"]["data_dir"] == str(fake_data)
+    assert checkpoint[CONFIG_KEY]["data"]["data_dir"] == str(fake_data)
     result = evaluate(compose_entry("evaluate", tmp_path / "evaluation", f"ckpt_path={metrics['best_checkpoint']}", *SMALL))
     assert result["reconstruction"]["mse"] > 0 and (tmp_path / "evaluation" / "evaluation.json").is_file()
     names = DATASETS[name][1].class_names
@@ -93,7 +93,7 @@ def real_fashion_mnist():
 
 
 def test_real_fashion_mnist(real_fashion_mnist, tmp_path):
-    dm = FashionMNISTDataModule(data_dir=str(real_fashion_mnist), download=False)  # md5 checked
+    dm = ImageDataModule(FashionMNIST(data_dir=str(real_fashion_mnist), download=False))  # md5 checked
     dm.prepare_data()
     dm.setup("fit")
     assert [len(dm.split(s)[1]) for s in ("train", "val", "test")] == [55_000, 5_000, 10_000]
@@ -108,4 +108,4 @@ def test_real_fashion_mnist(real_fashion_mnist, tmp_path):
     path.unlink()
     path.write_bytes(bytes(data))
     with pytest.raises(UserError, match="train-labels-idx1-ubyte fails its md5 check"):
-        FashionMNISTDataModule(data_dir=str(tmp_path), download=False).split("train")
+        ImageDataModule(FashionMNIST(data_dir=str(tmp_path), download=False)).split("train")

@@ -9,15 +9,16 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 from omegaconf import open_dict
 from PIL import Image
 
 from autoencoder import CONFIG_DIR
 from autoencoder.data import folder
-from autoencoder.data.folder import FolderDataModule
+from autoencoder.data.folder import ImageFolder
+from autoencoder.data.images import ImageDataModule, data_module
 from autoencoder.evaluation.evaluate import evaluate
 from autoencoder.models.sizes import describe_configured
+from autoencoder.training.checkpoints import CONFIG_KEY
 from autoencoder.training.run import train
 from autoencoder.utils.errors import UserError
 from tests.conftest import FAST, compose_entry
@@ -53,8 +54,8 @@ def ids(images: torch.Tensor) -> set[tuple[int, int]]:
     return {(r // 50, g // 10) for r, g, _ in colours(images).tolist()}
 
 
-def datamodule(path: Path, **kwargs) -> FolderDataModule:
-    dm = FolderDataModule(str(path), **{"size": 8, **kwargs})
+def datamodule(path: Path, **kwargs) -> ImageDataModule:
+    dm = ImageDataModule(ImageFolder(str(path), **{"size": 8, **kwargs}))
     dm.prepare_data()
     dm.setup("fit")
     return dm
@@ -62,21 +63,21 @@ def datamodule(path: Path, **kwargs) -> FolderDataModule:
 
 def test_labels_and_class_names_from_the_subfolders(classes_folder):
     dm = datamodule(classes_folder)
-    assert dm.class_names == ("ant", "moth", "zebra")
+    assert dm.dataset.class_names == ("ant", "moth", "zebra")
     for split in ("train", "val", "test"):
         images, labels = dm.split(split)
         assert torch.equal(labels, colours(images)[:, 0] // 50)
     one_class = datamodule(classes_folder, classes=["Zebra"])
-    assert one_class.classes == [2] and one_class.split("train")[1].eq(2).all() and one_class.split("val")[1].eq(2).all()
+    assert one_class.dataset.classes == [2] and one_class.split("train")[1].eq(2).all() and one_class.split("val")[1].eq(2).all()
     assert set(one_class.split("test")[1].tolist()) == {0, 1, 2}  # the test set keeps every class
-    with pytest.raises(UserError, match=r"^data.classes: 'cats' is not a class of FolderDataModule \(its classes: 0 ant, 1 moth, 2 zebra; give names"):
-        FolderDataModule(str(classes_folder), classes=["cats"])
+    with pytest.raises(UserError, match=r"^data.classes: 'cats' is not a class of ImageFolder \(its classes: 0 ant, 1 moth, 2 zebra; give names"):
+        ImageFolder(str(classes_folder), classes=["cats"])
 
 
 def test_a_flat_folder_is_one_class_named_after_it(tmp_path):
     write_images(tmp_path / "flowers", label=0, count=10)
     dm = datamodule(tmp_path / "flowers", val_size=2)
-    assert dm.class_names == ("flowers",)
+    assert dm.dataset.class_names == ("flowers",)
     assert [len(dm.split(s)[1]) for s in ("train", "val", "test")] == [6, 2, 2] and dm.split("train")[1].eq(0).all()
 
 
@@ -93,13 +94,13 @@ def test_the_folders_own_train_and_test_split_is_used(tmp_path):
     write_classes(tmp_path / "own" / "train")
     write_classes(tmp_path / "own" / "test", test=True)
     dm = datamodule(tmp_path / "own", val_size=6)
-    assert dm.class_names == ("ant", "moth", "zebra")
+    assert dm.dataset.class_names == ("ant", "moth", "zebra")
     assert [len(dm.split(s)[0]) for s in ("train", "val", "test")] == [54, 6, 60]
     assert colours(dm.split("test")[0])[:, 2].eq(255).all()
     assert colours(dm.split("train")[0])[:, 2].eq(0).all() and colours(dm.split("val")[0])[:, 2].eq(0).all()
     (tmp_path / "own" / "test" / "moth").rename(tmp_path / "own" / "test" / "moths")
     with pytest.raises(UserError, match=r"^the classes of .*/own/test \(ant, moths, zebra\) are not those of train/ \(ant, moth, zebra\)"):
-        FolderDataModule(str(tmp_path / "own"))
+        ImageFolder(str(tmp_path / "own"))
 
 
 def test_val_size_is_a_fraction_or_a_number_of_training_images(classes_folder):
@@ -118,7 +119,7 @@ def test_size_and_grayscale_give_the_shape_and_the_config_follows(classes_folder
         assert list(cfg.data.image_shape) == list(cfg.model.input_shape) == shape
         size = "x".join(map(str, shape))
         assert describe_configured(cfg)[-1] == f"output {size} equals input {size}"
-        assert instantiate(cfg.data, _convert_="all").split("train")[0].shape[1:] == tuple(shape)
+        assert data_module(cfg.data).split("train")[0].shape[1:] == tuple(shape)
 
 
 def test_every_extension_is_read_in_any_case(tmp_path):
@@ -129,7 +130,7 @@ def test_every_extension_is_read_in_any_case(tmp_path):
     dm = datamodule(tmp_path / "formats", val_size=1)
     images, labels = torch.cat([dm.split(s)[0] for s in ("train", "val", "test")]), torch.cat([dm.split(s)[1] for s in ("train", "val", "test")])
     assert len(images) == 3 * len(suffixes)
-    red = torch.tensor([50 * (int(dm.class_names[label][0]) % 5) for label in labels.tolist()])
+    red = torch.tensor([50 * (int(dm.dataset.class_names[label][0]) % 5) for label in labels.tolist()])
     assert (colours(images)[:, 0] - red).abs().max() <= 8  # JPEG and WebP are lossy: near the colour written
 
 
@@ -175,7 +176,7 @@ def test_train_and_evaluate_on_a_folder(classes_folder, tmp_path):
     metrics = train(cfg)
     assert metrics["status"] == "completed" and metrics["test_loss"] is not None
     checkpoint = torch.load(metrics["best_checkpoint"], weights_only=True)
-    assert checkpoint["datamodule_hyper_parameters"]["path"] == str(classes_folder)
+    assert checkpoint[CONFIG_KEY]["data"]["path"] == str(classes_folder)
     result = evaluate(compose_entry("evaluate", tmp_path / "evaluation", f"ckpt_path={metrics['best_checkpoint']}", *SMALL, "latent.tsne=false"))
-    assert result["data"] == "FolderDataModule" and list(result["reconstruction"]["mse_per_class"]) == ["ant", "moth", "zebra"]
+    assert result["data"] == "ImageFolder" and list(result["reconstruction"]["mse_per_class"]) == ["ant", "moth", "zebra"]
     assert "| class | ant | moth | zebra |" in (tmp_path / "evaluation" / "evaluation.md").read_text()

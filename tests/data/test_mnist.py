@@ -1,19 +1,28 @@
+import gzip
+import hashlib
 import shutil
+import urllib.error
+import urllib.request
 
 import numpy as np
 import pytest
 import torch
 
 from autoencoder.data.batches import ShuffledBatches
-from autoencoder.data.idx import read_idx
-from autoencoder.data.mnist import MNISTDataModule, load_split
+from autoencoder.data.idx import read_idx, read_pair
+from autoencoder.data.images import ImageDataModule
+from autoencoder.data.mnist import MNIST, SPLIT_FILES
 from autoencoder.utils.errors import UserError
 from tests.conftest import TEST_SIZE, TRAIN_SIZE, fake_digits, make_fake_mnist, write_idx
 
 
-def datamodule(data_dir, **kwargs) -> MNISTDataModule:
+def mnist(data_dir, **kwargs) -> ImageDataModule:
+    return ImageDataModule(MNIST(data_dir=str(data_dir), **kwargs))
+
+
+def datamodule(data_dir, **kwargs) -> ImageDataModule:
     """A data module set up as Lightning does it: prepare_data, then setup."""
-    dm = MNISTDataModule(data_dir=str(data_dir), check_md5=False, download=False, **{"val_size": 50, "batch_size": 32, **kwargs})
+    dm = mnist(data_dir, check_md5=False, download=False, **{"val_size": 50, "batch_size": 32, **kwargs})
     dm.prepare_data()
     dm.setup("fit")
     return dm
@@ -25,7 +34,7 @@ def image_ids(images: torch.Tensor) -> torch.Tensor:
     return pixels[:, 0] * 256 + pixels[:, 1]
 
 
-def ids(dm: MNISTDataModule, split: str) -> set[int]:
+def ids(dm: ImageDataModule, split: str) -> set[int]:
     return set(image_ids(dm.split(split)[0]).tolist())
 
 
@@ -74,7 +83,7 @@ def test_batches_are_floats_in_unit_range(fake_mnist):
 
 
 def test_setup_leaves_fetching_the_files_to_prepare_data(tmp_path):
-    dm = MNISTDataModule(data_dir=str(tmp_path), download=False)
+    dm = mnist(tmp_path, download=False)
     with pytest.raises(FileNotFoundError):
         dm.setup("fit")  # Lightning calls prepare_data first; setup only reads
 
@@ -85,15 +94,52 @@ def test_missing_files_without_download(tmp_path):
 
 
 def test_missing_files_and_no_network(tmp_path, monkeypatch):
-    from torchvision.datasets import MNIST
+    def offline(url, timeout):
+        raise urllib.error.URLError(OSError(-3, "Temporary failure in name resolution"))
 
-    def offline(self):
-        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz: <urlopen error [Errno -3] Temporary failure in name resolution>")
-
-    monkeypatch.setattr(MNIST, "download", offline)
-    dm = MNISTDataModule(data_dir=str(tmp_path), download=True)
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(UserError, match=r"MNIST is not in .* and could not be downloaded \(\[Errno -3\] Temporary failure in name resolution\); put the four"):
-        dm.prepare_data()
+        mnist(tmp_path, download=True).prepare_data()
+
+
+@pytest.fixture
+def mirror(tmp_path, serve):
+    """An HTTP server on this machine serving the fake MNIST files gzipped, as a mirror does, and
+    the md5 of each gzipped file; the mirror's URL is the fixture's first value."""
+    raw = make_fake_mnist(tmp_path / "source") / "MNIST" / "raw"
+    served = tmp_path / "served"
+    served.mkdir()
+    md5 = {}
+    for name in [n for files in SPLIT_FILES.values() for n in files]:
+        data = gzip.compress((raw / name).read_bytes())
+        (served / f"{name}.gz").write_bytes(data)
+        md5[name] = hashlib.md5(data).hexdigest()
+    return serve(served), md5, raw
+
+
+def test_missing_files_are_downloaded_from_the_first_mirror_that_answers(tmp_path, mirror, monkeypatch):
+    url, md5, source = mirror
+    monkeypatch.setattr(MNIST, "mirrors", ("http://127.0.0.1:9/", url))  # port 9 (discard): nothing answers
+    monkeypatch.setattr(MNIST, "gz_md5", md5)
+    (tmp_path / "data" / "MNIST" / "raw").mkdir(parents=True)
+    kept = tmp_path / "data" / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    kept.write_bytes((source / kept.name).read_bytes())
+    dm = mnist(tmp_path / "data", check_md5=False, val_size=50)
+    dm.prepare_data()
+    assert sorted(p.name for p in kept.parent.iterdir()) == sorted(n for files in SPLIT_FILES.values() for n in files)
+    assert all((kept.parent / p.name).read_bytes() == p.read_bytes() for p in source.iterdir())
+    assert [len(dm.split(s)[0]) for s in ("train", "val", "test")] == [TRAIN_SIZE - 50, 50, TEST_SIZE]
+
+
+def test_a_download_that_fails_its_md5_is_not_kept(tmp_path, mirror, monkeypatch):
+    url, md5, _ = mirror
+    monkeypatch.setattr(MNIST, "mirrors", (url,))
+    monkeypatch.setattr(MNIST, "gz_md5", {**md5, "train-images-idx3-ubyte": "0" * 32})
+    with pytest.raises(
+        UserError, match=r"^MNIST is not in .* could not be downloaded \(http://127.0.0.1:\d+/train-images-idx3-ubyte.gz sent a file that fails its md5"
+    ):
+        mnist(tmp_path, download=True).prepare_data()
+    assert not (tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte").exists()
 
 
 @pytest.mark.parametrize(
@@ -115,7 +161,7 @@ def test_corrupt_file(tmp_path, damage, message):
 
 def test_md5_check_rejects_unofficial_files(fake_mnist):
     with pytest.raises(UserError, match="fails its md5 check"):
-        load_split(fake_mnist / "MNIST" / "raw", "train", MNISTDataModule.md5)
+        read_pair(*(fake_mnist / "MNIST" / "raw" / name for name in SPLIT_FILES["train"]), MNIST.md5)
 
 
 def test_mismatched_images_and_labels(tmp_path):
@@ -127,7 +173,7 @@ def test_mismatched_images_and_labels(tmp_path):
 
 
 def test_real_mnist(real_data_dir, tmp_path):
-    dm = MNISTDataModule(data_dir=str(real_data_dir), download=False)  # md5 checked
+    dm = mnist(real_data_dir, download=False)  # md5 checked
     dm.prepare_data()
     dm.setup("fit")
     assert [len(dm.split(s)[1]) for s in ("train", "val", "test")] == [55_000, 5_000, 10_000]
@@ -146,7 +192,7 @@ def test_real_mnist(real_data_dir, tmp_path):
     path.unlink()  # the copy may be read-only, like the original
     path.write_bytes(bytes(data))
     with pytest.raises(UserError, match="t10k-labels-idx1-ubyte fails its md5 check"):
-        MNISTDataModule(data_dir=str(tmp_path), download=False).split("test")
+        mnist(tmp_path, download=False).split("test")
 
 
 def test_class_filter_keeps_train_and_val_digits_and_the_whole_test_set(fake_mnist):
@@ -163,7 +209,7 @@ def test_unknown_split(fake_mnist):
         datamodule(fake_mnist).split("validation")
 
 
-def epoch_batches(dm: MNISTDataModule, epoch: int = 0) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def epoch_batches(dm: ImageDataModule, epoch: int = 0) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """(indices into the train split, float images, labels) of each training batch of an epoch."""
     loader = dm.train_dataloader()
     loader.sampler.set_epoch(epoch)  # what Lightning does before each epoch

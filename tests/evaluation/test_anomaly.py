@@ -5,7 +5,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 import autoencoder.evaluation.anomaly as anomaly_module
-from autoencoder.data.mnist import FashionMNISTDataModule
+from autoencoder.data.mnist import FashionMNIST
 from autoencoder.evaluation.anomaly import PUBLISHED, anomaly, table
 from autoencoder.training.checkpoints import load_trained
 from autoencoder.utils.errors import UserError
@@ -28,7 +28,7 @@ def test_table_means_over_classes_then_seeds_and_chooses_the_score_on_validation
         for c in (0, 1)
         for s in (0, 1)
     ]
-    summary, markdown = table(results, [0, 1], [0, 1], ("0", "1"), PUBLISHED["MNISTDataModule"])
+    summary, markdown = table(results, [0, 1], [0, 1], ("0", "1"), PUBLISHED["MNIST"])
     assert summary["test"]["mse"]["auroc_per_class"] == {0: [90.0, 92.0], 1: [91.0, 93.0]}
     assert summary["test"]["mse"]["mean_auroc"] == pytest.approx(91.5)  # seed means 90.5 and 92.5
     assert summary["test"]["mse"]["mean_auroc_std_over_seeds"] == pytest.approx(2**0.5)
@@ -41,7 +41,7 @@ def test_table_means_over_classes_then_seeds_and_chooses_the_score_on_validation
 
 def test_class_names_label_the_rows():
     results = [{"class": 7, "seed": 0, "val_auroc_mse": 80.0, "val_auroc_relative": 70.0, "val_auroc_latent_knn": 90.0}]
-    summary, markdown = table(results, [7], [0], FashionMNISTDataModule.class_names, {})
+    summary, markdown = table(results, [7], [0], FashionMNIST.class_names, {})
     assert summary["class_names"] == ["7 Sneaker"] and "test" not in summary and summary["chosen_score"] == "latent_knn"
     assert markdown.splitlines()[0] == "| class | val, MSE score | val, relative-error score | val, latent k-NN score |"
     assert "| 7 Sneaker | 80.0 | 70.0 | 90.0 |" in markdown
@@ -109,7 +109,7 @@ def test_a_vae_adds_its_negative_elbo_score(fake_mnist, tmp_path):
 def test_classes_by_name_on_another_dataset(tmp_path):
     data = make_fake_mnist(tmp_path / "data", "FashionMNIST")
     summary = anomaly(entry(tmp_path / "out", data, "data=fashion_mnist", "classes=[sneaker]", "seeds=[0]", "data.val_size=100"))
-    assert summary["classes"] == [7] and summary["class_names"] == ["7 Sneaker"] and summary["data"] == "FashionMNISTDataModule"
+    assert summary["classes"] == [7] and summary["class_names"] == ["7 Sneaker"] and summary["data"] == "FashionMNIST"
     assert "| 7 Sneaker |" in (tmp_path / "out" / "anomaly.md").read_text()
 
 
@@ -117,7 +117,7 @@ def test_classes_by_name_on_another_dataset(tmp_path):
     "overrides, message",
     [
         (["classes=[]"], "classes must be a non-empty list"),
-        (["classes=[3,12]"], r"^classes: 12 is not a class of MNISTDataModule \(its classes: 0, 1, 2"),
+        (["classes=[3,12]"], r"^classes: 12 is not a class of MNIST \(its classes: 0, 1, 2"),
         (["test=maybe"], "test must be true or false, got 'maybe'"),
         (["seeds=[1,1]"], "seeds must be a non-empty list of distinct"),
     ],

@@ -35,7 +35,7 @@ def test_evaluate_writes_every_measure(trained_checkpoint, fake_mnist, tmp_path)
     assert rec["psnr_db"] == pytest.approx(float(psnr(recon, test_x).mean()), rel=1e-5)
     assert rec["bce"] == pytest.approx(float(torch.nn.functional.binary_cross_entropy(recon.clamp(1e-7, 1 - 1e-7), test_x)), rel=1e-5)
     assert rec["mse_per_class"]["3"] == pytest.approx(float((recon - test_x)[test_y == 3].square().mean()), rel=1e-5)
-    assert list(rec["mse_per_class"]) == [str(c) for c in range(10)] and result["data"] == "MNISTDataModule"
+    assert list(rec["mse_per_class"]) == [str(c) for c in range(10)] and result["data"] == "MNIST"
     rows = result["denoising"]
     assert [(r["corruption"], r["noise"]) for r in rows] == [(c, n) for c in ("gaussian", "masking", "salt_pepper") for n in (0.1, 0.4)]
     assert all(r["filter"] in FILTERS for r in rows)
@@ -50,7 +50,7 @@ def test_evaluate_writes_every_measure(trained_checkpoint, fake_mnist, tmp_path)
     for png in ("denoising_psnr", "latent", "latent_tsne", "manifold"):
         assert (tmp_path / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     tables = (tmp_path / "evaluation.md").read_text()
-    assert "| gaussian | 0.4 |" in tables and "| class | 0 | 1 | 2 |" in tables and "on MNISTDataModule" in tables
+    assert "| gaussian | 0.4 |" in tables and "| class | 0 | 1 | 2 |" in tables and "on MNIST" in tables
 
     events = EventAccumulator(str(tmp_path / "tensorboard"))
     events.Reload()

@@ -6,7 +6,7 @@ import lightning as L
 import pytest
 import torch
 
-from autoencoder.data.mnist import DATA_ENV
+from autoencoder.data.dataset import DATA_ENV
 from autoencoder.training.checkpoints import CONFIG_KEY, datamodule_for, load_trained
 from autoencoder.utils.errors import UserError
 
@@ -81,8 +81,8 @@ def test_datamodule_for_keeps_the_split_and_drops_the_class_filter(trained_check
 def test_datamodule_for_takes_the_overrides(trained_checkpoint, tmp_path, monkeypatch):
     monkeypatch.setenv(DATA_ENV, str(tmp_path / "from_env"))  # the run's own folder wins over the variable
     cfg, _ = load_trained(trained_checkpoint)
-    assert str(datamodule_for(cfg).data_dir) == cfg.data.data_dir
-    assert datamodule_for(cfg, {"data_dir": str(tmp_path / "typed"), "val_size": 9}).data_dir == tmp_path / "typed"
+    assert str(datamodule_for(cfg).dataset.data_dir) == cfg.data.data_dir
+    assert datamodule_for(cfg, {"data_dir": str(tmp_path / "typed"), "val_size": 9}).dataset.data_dir == tmp_path / "typed"
 
 
 def test_a_checkpoint_write_that_fails_leaves_the_previous_checkpoint_and_no_partial_file(make_cfg, tmp_path, monkeypatch):

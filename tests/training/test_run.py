@@ -18,7 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from autoencoder.data.mnist import DATA_ENV
+from autoencoder.data.dataset import DATA_ENV
 from autoencoder.models.module import LitAutoencoder
 from autoencoder.training.checkpoints import datamodule_for
 from autoencoder.training.run import train

@@ -3,13 +3,13 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from autoencoder import CONFIG_DIR
-from autoencoder.training import precision
-from autoencoder.training.precision import fastest_precision
+from autoencoder.utils import hardware
+from autoencoder.utils.hardware import fastest_precision
 
 
 @pytest.mark.parametrize("native_bf16, expected", [(True, "bf16-mixed"), (False, "32-true")])
 def test_cpu(monkeypatch, native_bf16, expected):
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native_bf16)
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: native_bf16)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert fastest_precision("cpu") == expected
     assert fastest_precision("auto") == expected
@@ -17,7 +17,7 @@ def test_cpu(monkeypatch, native_bf16, expected):
 
 @pytest.mark.parametrize("bf16, expected", [(True, "bf16-mixed"), (False, "16-mixed")])
 def test_gpu(monkeypatch, bf16, expected):
-    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: bf16)
     assert fastest_precision("gpu") == expected

@@ -1,0 +1,119 @@
+"""What a data config (conf/data/<name>.yaml) builds: a dataset, its files and its settings.
+
+A dataset is a subclass of `ImageDataset` that provides:
+
+- `prepare()`: make its files available (download them, or raise a UserError saying where to put
+  them);
+- `load(split)`: images (N, C, H, W) uint8 and labels (N,) int64 of its own `train` or `test`
+  split, read from those files and checked;
+- `class_names`, label by label, so that `data.classes` may name classes.
+
+The settings every dataset shares (split, batches, classes, binarize; `image_shape`, which the
+model's `input_shape` follows) are kept here for `autoencoder.data.images.ImageDataModule`, which
+does the rest. Modules of datasets import only the standard library and light packages at the top,
+and torch where they read images: `prepare()` then runs, and a missing dataset is reported, before
+the seconds it takes to load torch and Lightning (`check_files`).
+"""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from autoencoder import REPO_DIR
+from autoencoder.config.validation import validate
+from autoencoder.utils.errors import UserError
+
+DATA_ENV = "AUTOENCODER_DATA_DIR"
+# The data classes of runs trained when a data config built its LightningDataModule directly: such
+# runs' configs still load (evaluated, resumed), their data built by the datasets that replaced them.
+RENAMED = {
+    f"autoencoder.data.{module}.{old}": f"autoencoder.data.{module}.{new}"
+    for module, old, new in (
+        ("mnist", "MNISTDataModule", "MNIST"),
+        ("mnist", "FashionMNISTDataModule", "FashionMNIST"),
+        ("mnist", "KMNISTDataModule", "KMNIST"),
+        ("cifar", "CIFAR10DataModule", "CIFAR10"),
+        ("folder", "FolderDataModule", "ImageFolder"),
+    )
+}
+
+
+def data_folder(data_dir: str | None) -> Path:
+    """Where the dataset files are: `data_dir`, else data/ in the repository."""
+    return Path(data_dir).expanduser() if data_dir else REPO_DIR / "data"
+
+
+def _key(name: str) -> str:
+    """A class name as the user may type it: `Ankle boot`, `ankle_boot` and `ankleboot` are one."""
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+class ImageDataset:
+    """A dataset of labelled images and the settings the data module splits and batches it with
+    (conf/data/mnist.yaml says what each means). `classes` may name a class or give its label."""
+
+    class_names: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        batch_size: int = 128,
+        val_size: int | float = 5000,
+        train_size: int | None = None,
+        split_seed: int = 0,
+        shuffle_seed: int = 0,
+        classes: Sequence[int | str] | None = None,
+        image_shape: Sequence[int] | None = None,
+        binarize: bool = False,
+    ):
+        self.batch_size = batch_size
+        self.val_size = val_size
+        self.train_size = train_size
+        self.split_seed = split_seed
+        self.shuffle_seed = shuffle_seed
+        self.image_shape = tuple(image_shape) if image_shape is not None else None
+        self.binarize = binarize
+        self.classes = sorted(self.labels_of(classes)) if classes is not None else None
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def labels_of(self, classes: Sequence[int | str], key: str = "data.classes") -> list[int]:
+        """The labels of classes given by name or label; anything else is a UserError (on the
+        setting `key`) listing them."""
+        keys = {_key(name): label for label, name in enumerate(self.class_names)}
+        labels = []
+        for c in classes:
+            label = c if isinstance(c, int) and not isinstance(c, bool) else keys.get(_key(c)) if isinstance(c, str) else None
+            if label is None or not 0 <= label < (len(self.class_names) or label + 1):
+                names = ", ".join(name if name == str(i) else f"{i} {name}" for i, name in enumerate(self.class_names))
+                raise UserError(f"{key}: {c!r} is not a class of {self.name} (its classes: {names}; give names or labels)")
+            labels.append(label)
+        return labels
+
+    def prepare(self) -> None:
+        """Make the files available, or raise a UserError saying where to put them."""
+        raise NotImplementedError
+
+    def load(self, split: str):
+        """Images (N, C, H, W) uint8 and labels (N,) int64 (torch tensors) of the `train` or `test` split."""
+        raise NotImplementedError
+
+
+def renamed_data_classes(cfg: DictConfig) -> DictConfig:
+    """A run's config with an old data class (RENAMED) replaced by its dataset, in place."""
+    if "data" in cfg and cfg.data.get("_target_") in RENAMED:
+        cfg.data._target_ = RENAMED[cfg.data._target_]
+    return cfg
+
+
+def check_files(data: DictConfig) -> ImageDataset:
+    """The dataset of the data config `data` with its files ready: its settings validated, then
+    its files found or downloaded. Needs neither torch nor Lightning, so a command can call it
+    before loading them."""
+    validate(data, prefix="data.")
+    dataset = instantiate(data, _convert_="all")
+    dataset.prepare()
+    return dataset
