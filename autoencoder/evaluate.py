@@ -1,15 +1,14 @@
 """Evaluate a checkpoint on the test set: `python -m autoencoder.evaluate ckpt_path=outputs/<run>/checkpoints/last.ckpt`."""
 
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from autoencoder.evaluation.evaluate import evaluate
-from autoencoder.utils.cli import hydra_command, overridden
+from autoencoder.utils.cli import hydra_command
 
 
-@hydra_command("evaluate")
+@hydra_command("evaluate", added=("data",))
 def main(cfg: DictConfig) -> None:
-    evaluate(cfg, overridden(cfg, "data", HydraConfig.get()))
+    evaluate(cfg, cfg.get("data"))
 
 
 if __name__ == "__main__":

@@ -22,9 +22,11 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 from typing_extensions import override
 
+from autoencoder.config.validation import validate
 from autoencoder.data.dataset import renamed_data_classes
 from autoencoder.data.images import ImageDataModule, data_module
 from autoencoder.training.interrupts import INTERRUPT_CHECKPOINT
+from autoencoder.utils.cli import closest
 from autoencoder.utils.errors import UserError, user_message
 from autoencoder.utils.files import write_atomic
 
@@ -219,9 +221,29 @@ def load_trained(path: str | Path) -> tuple[DictConfig, L.LightningModule]:
     return cfg, module.eval()
 
 
-def datamodule_for(cfg: DictConfig, overrides: Mapping | None = None) -> ImageDataModule:
-    """The run's data module with every class and training image (its split and seed kept). Keys
-    in `overrides` (the command's `data.*` on the command line, e.g. where the files are now)
-    replace the run's."""
-    data = OmegaConf.to_container(cfg.data, resolve=True) | {"classes": None, "train_size": None}
-    return data_module(OmegaConf.create(data | dict(overrides or {})))
+def datamodule_for(cfg: DictConfig, given: Mapping | None = None) -> ImageDataModule:
+    """The data module a command on the run `cfg`'s checkpoint reads, with every class and training
+    image. `given` is the command line's `data`: keys that replace the run's own (`data.data_dir=`
+    where the files are now; the rest, its split and seed, stay), or a whole data config
+    (`data=<dataset>`, it has a `_target_`): that dataset, if its images have the shape the model
+    was trained on. Anything else is a UserError."""
+    run = OmegaConf.to_container(cfg.data, resolve=True)
+    if isinstance(given, DictConfig):  # resolved as in training, where `${seed}` is the run's seed
+        given = OmegaConf.to_container(OmegaConf.create({"seed": cfg.seed, "data": OmegaConf.to_container(given)}), resolve=True)["data"]
+    given = dict(given or {})
+    name = run["_target_"].rsplit(".", 1)[-1]
+    if "_target_" in given:
+        shape, trained = given.get("image_shape"), run.get("image_shape") or OmegaConf.to_container(cfg.model.input_shape)
+        if shape != trained:
+            other = given["_target_"].rsplit(".", 1)[-1]
+            raise UserError(f"data: {other}'s images are {shape} but the model was trained on {trained} images ({name}); pick a dataset of that shape")
+        data = given
+    elif unknown := [key for key in given if key not in run]:
+        near = closest(unknown[0], run)
+        hint = f"did you mean {' or '.join(f'data.{k}' for k in near)}?" if near else f"its keys: {', '.join(k for k in run if k != '_target_')}"
+        raise UserError(f"data.{unknown[0]} is not a setting of the run's data ({name}): {hint}")
+    else:
+        data = run | given
+    data = OmegaConf.create(data | {"classes": None, "train_size": None})
+    validate(data, prefix="data.")
+    return data_module(data)

@@ -98,14 +98,19 @@ def command() -> Iterator[None]:
         sys.exit(EXIT_USER_ERROR)
 
 
-def hydra_command(config_name: str) -> Callable[[Callable[[DictConfig], object]], Callable[[], None]]:
+def hydra_command(config_name: str, added: tuple[str, ...] = ()) -> Callable[[Callable[[DictConfig], object]], Callable[[], None]]:
     """Make a command of a function of its config, `@hydra_command("config")`: what
     `python -m autoencoder.<command>` and the console script `autoencoder-<command>` run.
 
     It is Hydra's `@hydra.main` on conf/<config_name>.yaml, with each job run inside `command()`
     (every job of a sweep, in parallel workers too) and the whole command as well, so that
     Hydra's own errors become one line: an unknown option (`--foo`) and an unknown key, which
-    gets the closest known keys ("did you mean noise?")."""
+    gets the closest known keys ("did you mean noise?").
+
+    `added` names nodes that the config leaves to what the command reads (a checkpoint's run has
+    its own `data`): on the command line their keys and group are added to the config, not
+    overridden (`data.path=x` is taken as Hydra's `++data.path=x`, `data=kmnist` as `+data=kmnist`),
+    and the command decides what they mean."""
 
     def wrap(task: Callable[[DictConfig], object]) -> Callable[[], None]:
         @functools.wraps(task)  # Hydra names the job (and its log file) after the task's module
@@ -121,6 +126,7 @@ def hydra_command(config_name: str) -> Callable[[Callable[[DictConfig], object]]
             os.environ["HYDRA_FULL_ERROR"] = "1"  # let exceptions reach us instead of Hydra's printer
             with command():
                 check_options(sys.argv[1:])
+                sys.argv[1:] = [added_override(arg, added) for arg in sys.argv[1:]]
                 try:
                     hydra_main()
                 except Exception as exc:  # noqa: BLE001 - only Hydra's unknown-key error is reworded
@@ -132,6 +138,14 @@ def hydra_command(config_name: str) -> Callable[[Callable[[DictConfig], object]]
         return cli
 
     return wrap
+
+
+def added_override(arg: str, nodes: tuple[str, ...]) -> str:
+    """`arg` as an addition when it sets a key of one of `nodes` (`++`) or picks its group (`+`)."""
+    key = arg.split("=", 1)[0]
+    if "=" not in arg or arg.startswith(("+", "~", "-")) or key.split(".")[0] not in nodes:
+        return arg
+    return f"++{arg}" if "." in key else f"+{arg}"
 
 
 def check_options(argv: list[str]) -> None:

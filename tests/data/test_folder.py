@@ -4,6 +4,7 @@ split, the shape the config asks for, and one line for each thing wrong with the
 The images written here are solid colours, which survive any resize: red carries the label, green
 the image's index in its class, blue 255 for an image of a folder's own test/ split, else 0."""
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from autoencoder.models.sizes import describe_configured
 from autoencoder.training.checkpoints import CONFIG_KEY
 from autoencoder.training.run import train
 from autoencoder.utils.errors import UserError
-from tests.conftest import FAST, compose_entry
+from tests.conftest import FAST, compose_entry, run_module
 from tests.evaluation.test_evaluate import SMALL
 
 CLASSES, PER_CLASS = ("zebra", "ant", "moth"), 20  # written unsorted: the labels follow the sorted names
@@ -180,3 +181,7 @@ def test_train_and_evaluate_on_a_folder(classes_folder, tmp_path):
     result = evaluate(compose_entry("evaluate", tmp_path / "evaluation", f"ckpt_path={metrics['best_checkpoint']}", *SMALL, "latent.tsne=false"))
     assert result["data"] == "ImageFolder" and list(result["reconstruction"]["mse_per_class"]) == ["ant", "moth", "zebra"]
     assert "| class | ant | moth | zebra |" in (tmp_path / "evaluation" / "evaluation.md").read_text()
+    moved = tmp_path / "moved"
+    shutil.copytree(classes_folder, moved)  # the run's folder, found elsewhere: data.path says where
+    result = run_module("autoencoder.encode", f"ckpt_path={metrics['best_checkpoint']}", f"data.path={moved}", f"hydra.run.dir={tmp_path}/codes", cwd=tmp_path)
+    assert result.returncode == 0 and f"written to {tmp_path}/codes/test_codes.npy" in result.stdout, result.stderr[-2000:]

@@ -9,6 +9,7 @@ import torch
 from autoencoder.data.dataset import DATA_ENV
 from autoencoder.training.checkpoints import CONFIG_KEY, datamodule_for, load_trained
 from autoencoder.utils.errors import UserError
+from tests.conftest import make_fake_mnist
 
 
 def test_checkpoint_carries_its_config_and_loads_back(trained_checkpoint):
@@ -83,6 +84,30 @@ def test_datamodule_for_takes_the_overrides(trained_checkpoint, tmp_path, monkey
     cfg, _ = load_trained(trained_checkpoint)
     assert str(datamodule_for(cfg).dataset.data_dir) == cfg.data.data_dir
     assert datamodule_for(cfg, {"data_dir": str(tmp_path / "typed"), "val_size": 9}).dataset.data_dir == tmp_path / "typed"
+
+
+def test_datamodule_for_another_dataset_of_the_same_shape(trained_checkpoint, tmp_path):
+    cfg, _ = load_trained(trained_checkpoint)
+    make_fake_mnist(tmp_path, "FashionMNIST")
+    fashion = {"_target_": "autoencoder.data.mnist.FashionMNIST", "data_dir": str(tmp_path), "check_md5": False, "val_size": 20, "image_shape": [1, 28, 28]}
+    dm = datamodule_for(cfg, fashion)
+    assert dm.dataset.name == "FashionMNIST" and len(dm.split("val")[0]) == 20
+    with pytest.raises(UserError, match=r"^data: CIFAR10's images are \[3, 32, 32\] but the model was trained on \[1, 28, 28\] images \(MNIST\); pick"):
+        datamodule_for(cfg, {"_target_": "autoencoder.data.cifar.CIFAR10", "image_shape": [3, 32, 32]})
+
+
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        ({"data_dri": "/x"}, r"^data.data_dri is not a setting of the run's data \(MNIST\): did you mean data.data_dir\?$"),
+        ({"path": "/x"}, r"^data.path is not a setting of the run's data \(MNIST\): its keys: image_shape, data_dir, batch_size"),
+        ({"val_size": 0}, r"^data.val_size must be an integer >= 1 or a fraction"),
+    ],
+)
+def test_datamodule_for_refuses_what_the_run_s_data_do_not_take(trained_checkpoint, given, message):
+    cfg, _ = load_trained(trained_checkpoint)
+    with pytest.raises(UserError, match=message):
+        datamodule_for(cfg, given)
 
 
 def test_a_checkpoint_write_that_fails_leaves_the_previous_checkpoint_and_no_partial_file(make_cfg, tmp_path, monkeypatch):
