@@ -8,7 +8,6 @@ traceback from deep inside torch.
 """
 
 import io
-import json
 import random
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from typing_extensions import override
 
 from autoencoder.training.interrupts import INTERRUPT_CHECKPOINT
+from autoencoder.training.record import FINAL_STATUSES, run_status
 from autoencoder.utils.errors import UserError, user_message
 from autoencoder.utils.files import write_atomic
 
@@ -154,17 +154,6 @@ def check_resume_checkpoint(path: str, module: L.LightningModule) -> str:
     ckpt, contents = read_checkpoint(path)
     check_weights(ckpt, contents["state_dict"], module)
     return str(ckpt)
-
-
-FINAL_STATUSES = ("completed", "pruned")  # a run in one of these has nothing left to train
-
-
-def run_status(folder: str | Path) -> str | None:
-    """The status in a run folder's metrics.json (None: none yet, or unreadable)."""
-    try:
-        return json.loads((Path(folder) / "metrics.json").read_text()).get("status", "completed")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def latest_checkpoint(folder: str | Path) -> Path | None:
