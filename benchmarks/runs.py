@@ -32,6 +32,7 @@ from typing_extensions import override
 from autoencoder import CONFIG_DIR
 from autoencoder.data.batches import ShuffledBatches
 from autoencoder.data.images import data_module
+from autoencoder.utils.files import write_json
 from autoencoder.utils.hardware import uses_gpu
 
 AUTOCAST = {"32-true": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
@@ -209,7 +210,7 @@ def main(kind: str, settings_path: str) -> None:
         "val_loss": clock.val_loss,
         "precision": precision,
     }
-    Path(settings["result"]).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(settings["result"], result)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from omegaconf import DictConfig
 
 from autoencoder.config.validation import validate
 from autoencoder.utils.errors import UserError
-from autoencoder.utils.files import write_atomic
+from autoencoder.utils.files import write_atomic, write_json
 from autoencoder.utils.hardware import cpu_has_native_bf16, uses_gpu
 
 LECTURE, DEFAULTS, COMPUTE = "a: lecture-style loop", "b: framework defaults", "c: compute bound"
@@ -54,7 +54,7 @@ def run_one(kind: str, overrides: list[str], settings: dict, folder: Path) -> di
         "result": str(folder / "result.json"),
         "launched_at": time.time(),
     }
-    (folder / "settings.json").write_text(json.dumps(settings, indent=2))
+    write_json(folder / "settings.json", settings)
     with (folder / "log.txt").open("w") as log:
         code = subprocess.run([sys.executable, "-m", "benchmarks.runs", kind, str(folder / "settings.json")], stdout=log, stderr=subprocess.STDOUT).returncode
     if code:
@@ -164,7 +164,7 @@ def bench(cfg: DictConfig, command: str, data_overrides: Mapping | None = None) 
                 flush=True,
             )
     section = render(results, cfg, device, command)
-    (out / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_json(out / "bench.json", results)
     (out / "bench.md").write_text(section)
     if cfg.docs:
         write_section(Path(cfg.docs), device, section)

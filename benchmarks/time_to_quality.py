@@ -10,7 +10,6 @@ folder (time_to_quality.md, .json) and replaces that config's section of docs/be
 run of one config (`'~configs.default'`) keeps the other's.
 """
 
-import json
 import math
 import statistics
 import subprocess
@@ -22,7 +21,9 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from autoencoder.config.validation import validate
+from autoencoder.training.record import RunRecord
 from autoencoder.utils.errors import UserError
+from autoencoder.utils.files import write_json
 from autoencoder.utils.hardware import uses_gpu
 from benchmarks.suite import fmt, machine, median_of, write_section
 
@@ -33,17 +34,17 @@ def first_reach(history: list[dict], target: float) -> dict | None:
 
 
 def read_run(folder: Path, target: float) -> dict:
-    """What a finished run in `folder` reached and when, from its metrics.json."""
-    metrics = json.loads((folder / "metrics.json").read_text())
-    reached = first_reach(metrics["history"], target)
+    """What a finished run in `folder` reached and when, from its record (metrics.json)."""
+    record = RunRecord.read(folder)
+    reached = first_reach(record.history, target)
     return {
         "reached_epoch": reached and reached["epoch"],
         "reached_seconds": reached and reached["seconds"],
-        "fit_seconds": metrics["history"][-1]["seconds"],
-        "epochs": metrics["epochs"],
-        "best_val_loss": metrics["best_val_loss"],
-        "test_loss": metrics["test_loss"],
-        "history": metrics["history"],
+        "fit_seconds": record.history[-1]["seconds"],
+        "epochs": record.epochs,
+        "best_val_loss": record.best_val_loss,
+        "test_loss": record.test_loss,
+        "history": record.history,
     }
 
 
@@ -144,7 +145,7 @@ def time_to_quality(cfg: DictConfig, command: str) -> dict[str, dict[str, list[d
                     flush=True,
                 )
     sections = {name: render(name, by_recipe, cfg, command) for name, by_recipe in results.items()}
-    (out / "time_to_quality.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_json(out / "time_to_quality.json", results)
     (out / "time_to_quality.md").write_text("\n".join(sections.values()))
     for name, section in sections.items():
         if cfg.docs:

@@ -31,9 +31,10 @@ from omegaconf import DictConfig, open_dict
 from autoencoder.config.validation import validate
 from autoencoder.evaluation.metrics import auroc
 from autoencoder.evaluation.scores import EVERY_VARIANT, SCORES, scorer
-from autoencoder.training.checkpoints import datamodule_for, load_trained, run_status
+from autoencoder.training.checkpoints import datamodule_for, load_trained
+from autoencoder.training.record import RunRecord, Status
 from autoencoder.training.run import train
-from autoencoder.utils.files import write_atomic
+from autoencoder.utils.files import write_atomic, write_json
 from autoencoder.utils.progress import Counted, Reporter
 from autoencoder.utils.tables import format_mean_std, markdown_table
 
@@ -70,7 +71,7 @@ def score_run(run_dir: Path, best_checkpoint: str, label: int, splits: tuple[str
         images, labels = datamodule.split(split)
         result |= {f"{split}_auroc_{name}": 100 * auroc(s, labels != label) for name, s in score(images).items()}
     result["checkpoint"] = best_checkpoint
-    write_atomic(run_dir / "anomaly.json", json.dumps(result, indent=2) + "\n")
+    write_json(run_dir / "anomaly.json", result)
     return result
 
 
@@ -82,8 +83,8 @@ def one_class_run(cfg: DictConfig, out: Path, label: int, seed: int, splits: tup
     if all(key in done for key in wanted) and done.get("knn_k") == cfg.knn_k:
         log.info("class %d seed %d: done before, reading %s", label, seed, run_dir / "anomaly.json")
         return done
-    if run_status(run_dir) == "completed":  # trained before, scored on fewer splits
-        best = json.loads((run_dir / "metrics.json").read_text())["best_checkpoint"]
+    if (trained := RunRecord.read(run_dir)) and trained.status is Status.COMPLETED:  # trained before, scored on fewer splits
+        best = trained.best_checkpoint
     else:
         run_cfg = cfg.copy()
         with open_dict(run_cfg):
@@ -140,7 +141,7 @@ def anomaly(cfg: DictConfig) -> dict:
             runs.advance(note=f"class {c} seed {s}")
     summary, markdown = table(results, labels, seeds, dataset.class_names, PUBLISHED.get(dataset.name, {}))
     summary["data"] = dataset.name
-    write_atomic(out / "anomaly.json", json.dumps(summary, indent=2) + "\n")
+    write_json(out / "anomaly.json", summary)
     write_atomic(out / "anomaly.md", markdown)
     chosen = summary["chosen_score"]
     log.info(

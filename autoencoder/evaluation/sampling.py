@@ -14,7 +14,6 @@ a run is repeated exactly.
 """
 
 import io
-import json
 import logging
 import math
 from collections.abc import Mapping
@@ -31,7 +30,7 @@ from autoencoder.evaluation.batched import in_batches
 from autoencoder.models.module import LitAutoencoder
 from autoencoder.training.checkpoints import datamodule_for, load_trained
 from autoencoder.utils.errors import UserError
-from autoencoder.utils.files import write_atomic
+from autoencoder.utils.files import write_atomic, write_json
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +110,6 @@ def sample(cfg: DictConfig, data_overrides: Mapping | None = None) -> dict:
         "settings": {key: cfg[key] for key in SETTINGS},
         "pair_positions": pairs.tolist(),  # in the split, per row of interpolation.png
     }
-    write_atomic(out / "sample.json", json.dumps(result, indent=2) + "\n")
+    write_json(out / "sample.json", result)
     log.info("%s written to %s", ", ".join(result["files"]), out)
     return result

@@ -8,7 +8,6 @@ swept key becomes an Optuna distribution, and every other override is passed to 
 
 import math
 import time
-from pathlib import Path
 
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -18,7 +17,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
-from autoencoder.sweeps.summary import MONITOR, read_job
+from autoencoder.training.record import RunRecord, Status
 from autoencoder.utils.errors import UserError
 
 
@@ -80,15 +79,14 @@ def trial_overrides(params: dict[str, object]) -> list[str]:
 
 
 def job_verdict(job: JobReturn) -> tuple[TrialState, float | None]:
-    """What a finished job tells the study, from its row of the sweep summary (its metrics.json):
-    complete with its best val loss, pruned (it reported each epoch to its trial and the pruner
-    stopped it), or failed."""
-    if job.status != JobStatus.COMPLETED:
+    """What a finished job tells the study, from its run record (metrics.json): complete with its
+    best val loss, pruned (it reported each epoch to its trial and the pruner stopped it), or
+    failed (also a job without a record, or without a finite best val loss)."""
+    if job.status != JobStatus.COMPLETED or (record := RunRecord.read(job.hydra_cfg.hydra.runtime.output_dir)) is None:
         return TrialState.FAIL, None
-    row = read_job(Path(job.hydra_cfg.hydra.runtime.output_dir))
-    if row["status"] == "pruned":
+    if record.status is Status.PRUNED:
         return TrialState.PRUNED, None
-    value = row[MONITOR]
-    if row["status"] == "completed" and isinstance(value, (int, float)) and math.isfinite(value):
+    value = record.best_val_loss
+    if record.status is Status.COMPLETED and isinstance(value, (int, float)) and math.isfinite(value):
         return TrialState.COMPLETE, float(value)
     return TrialState.FAIL, None

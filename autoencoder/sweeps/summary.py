@@ -18,7 +18,6 @@ multirun ends, or by this command for a sweep that is still running or was stopp
 
 import csv
 import io
-import json
 import math
 import statistics
 from collections import defaultdict
@@ -29,13 +28,13 @@ from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 from typing_extensions import override
 
+from autoencoder.training.record import RunRecord, Status
 from autoencoder.utils.errors import UserError, stop_point
 from autoencoder.utils.files import write_atomic
 from autoencoder.utils.tables import markdown_table, mean_std
 
 MONITOR = "best_val_loss"
 COLUMNS = ("job", "overrides", "best_val_loss", "test_loss", "epochs", "samples_per_s", "status", "error", "folder")
-STATUSES = ("completed", "pruned", "interrupted", "failed", "unfinished")
 RANKED_WITHIN = (
     "The jobs' val losses measure different tasks (variant and its settings, loss, noise level, corruption): "
     "they are ranked within each, and no best job is picked."
@@ -43,31 +42,28 @@ RANKED_WITHIN = (
 
 
 def read_job(folder: Path) -> dict:
-    """One job's row; `status` is one of STATUSES (unfinished: no metrics.json yet)."""
+    """One job's row, from its run record (unfinished: none yet; failed: one that cannot be read)."""
     overrides = [str(o) for o in OmegaConf.load(folder / ".hydra" / "overrides.yaml")]
-    row = dict.fromkeys(COLUMNS) | {"job": folder.name, "overrides": overrides, "folder": str(folder), "status": "unfinished", "evaluation": {}}
-    try:
-        metrics = json.loads((folder / "metrics.json").read_text())
-    except FileNotFoundError:
+    row = dict.fromkeys(COLUMNS) | {"job": folder.name, "overrides": overrides, "folder": str(folder), "status": Status.UNFINISHED, "evaluation": {}}
+    record = RunRecord.read(folder)
+    if record is None:
         return row
-    except (OSError, ValueError) as exc:
-        return row | {"status": "failed", "error": f"unreadable metrics.json ({exc})"}
     return row | {
-        "best_val_loss": metrics.get("best_val_loss"),
-        "test_loss": metrics.get("test_loss"),
-        "epochs": metrics.get("epochs"),
-        "samples_per_s": metrics.get("train_samples_per_s"),
-        "status": metrics.get("status", "completed"),
-        "error": metrics.get("error") or _interruption(metrics),
-        "evaluation": metrics.get("evaluation") or {},
+        "best_val_loss": record.best_val_loss,
+        "test_loss": record.test_loss,
+        "epochs": record.epochs,
+        "samples_per_s": record.train_samples_per_s,
+        "status": record.status,
+        "error": record.error or _interruption(record),
+        "evaluation": record.evaluation or {},
     }
 
 
-def _interruption(metrics: dict) -> str | None:
+def _interruption(record: RunRecord) -> str | None:
     """Where an interrupted job stopped, in its error column: `SIGTERM in epoch 2 after batch 40`."""
-    if metrics.get("status") != "interrupted":
+    if record.status is not Status.INTERRUPTED:
         return None
-    return f"{metrics.get('signal')} {stop_point(metrics.get('epoch'), metrics.get('batch'))}"
+    return f"{record.signal} {stop_point(record.epoch, record.batch)}"
 
 
 TASK_KEYS = ("variant", "loss", "noise", "corruption")  # and their settings (variant.beta, corruption.*)
@@ -99,7 +95,7 @@ def read_sweep(sweep: Path) -> list[dict]:
         first[objective(row)] = min(first[objective(row)], _job_number(row["job"]))
     return sorted(
         rows,
-        key=lambda r: (first[objective(r)], r["status"] != "completed", r[MONITOR] is None, r[MONITOR] if r[MONITOR] is not None else 0, _job_number(r["job"])),
+        key=lambda r: (first[objective(r)], r["status"] is not Status.COMPLETED, r[MONITOR] is None, r[MONITOR] or 0, _job_number(r["job"])),
     )
 
 
@@ -126,7 +122,7 @@ def best_job(rows: list[dict]) -> dict | None:
     the jobs' val losses measure different objectives."""
     if not one_objective(rows):
         return None
-    return rows[0] if rows and rows[0]["status"] == "completed" and rows[0][MONITOR] is not None else None
+    return rows[0] if rows and rows[0]["status"] is Status.COMPLETED and rows[0][MONITOR] is not None else None
 
 
 def reproduce(row: dict) -> str:
@@ -140,7 +136,7 @@ def seed_groups(rows: list[dict]) -> list[dict]:
     """Mean ± std of the completed jobs that differ only in `seed` (groups of two or more)."""
     groups: dict[tuple[str, ...], list[dict]] = defaultdict(list)
     for row in rows:
-        if row["status"] == "completed" and row[MONITOR] is not None:
+        if row["status"] is Status.COMPLETED and row[MONITOR] is not None:
             groups[tuple(o for o in row["overrides"] if _split(o)[0] != "seed")].append(row)
     out = []
     for overrides, members in groups.items():
@@ -167,15 +163,15 @@ def _best_lines(best: dict) -> list[str]:
 
 
 def _status(row: dict) -> str:
-    if row["status"] in ("failed", "interrupted") and row["error"]:
+    if row["status"] in (Status.FAILED, Status.INTERRUPTED) and row["error"]:
         return f"{row['status']}: {row['error']}"
-    return f"pruned after epoch {row['epochs']}" if row["status"] == "pruned" else row["status"]
+    return f"pruned after epoch {row['epochs']}" if row["status"] is Status.PRUNED else str(row["status"])
 
 
 def to_markdown(sweep: Path, rows: list[dict], groups: list[dict]) -> str:
     """The tables; overrides shared by every job are listed once above them."""
     common = set.intersection(*(set(r["overrides"]) for r in rows)) if len(rows) > 1 else set()
-    counts = ", ".join(f"{sum(r['status'] == status for r in rows)} {status}" for status in STATUSES)
+    counts = ", ".join(f"{sum(r['status'] is status for r in rows)} {status}" for status in Status)
     best, figures = best_job(rows), evaluation_figures(rows)
     lines = [
         f"# Sweep {sweep}",
@@ -219,7 +215,7 @@ def _number(value: str) -> float | str:
 def plot(rows: list[dict], path: Path) -> bool:
     """Test loss (mean ± std over seeds) against the first swept parameter, one line per setting
     of the others; False when nothing was swept or no job has finished."""
-    done = [r for r in rows if r["status"] == "completed" and r["test_loss"] is not None]
+    done = [r for r in rows if r["status"] is Status.COMPLETED and r["test_loss"] is not None]
     settings = [dict(_split(o) for o in r["overrides"] if _split(o)[0] != "seed") for r in done]
     keys = dict.fromkeys(k for s in settings for k in s)  # in command-line order
     swept = [k for k in keys if len({s.get(k) for s in settings}) > 1]

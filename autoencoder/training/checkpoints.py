@@ -8,7 +8,6 @@ traceback from deep inside torch.
 """
 
 import io
-import json
 import random
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +25,7 @@ from autoencoder.config.validation import validate
 from autoencoder.data.dataset import renamed_data_classes
 from autoencoder.data.images import ImageDataModule, data_module
 from autoencoder.training.interrupts import INTERRUPT_CHECKPOINT
+from autoencoder.training.record import FINAL_STATUSES, run_status
 from autoencoder.utils.cli import closest
 from autoencoder.utils.errors import UserError, user_message
 from autoencoder.utils.files import write_atomic
@@ -158,17 +158,6 @@ def check_resume_checkpoint(path: str, module: L.LightningModule) -> str:
     ckpt, contents = read_checkpoint(path)
     check_weights(ckpt, contents["state_dict"], module)
     return str(ckpt)
-
-
-FINAL_STATUSES = ("completed", "pruned")  # a run in one of these has nothing left to train
-
-
-def run_status(folder: str | Path) -> str | None:
-    """The status in a run folder's metrics.json (None: none yet, or unreadable)."""
-    try:
-        return json.loads((Path(folder) / "metrics.json").read_text()).get("status", "completed")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def latest_checkpoint(folder: str | Path) -> Path | None:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from autoencoder.training.record import RunRecord, Status
+
 # The config groups shown, in this order; their nodes' settings follow in the same order.
 GROUPS = ("model", "variant", "corruption", "data", "optimizer", "scheduler", "trainer", "early_stopping", "experiment", "hparams_search")
 # Settings at the top of the config, shown before the groups' own.
@@ -94,7 +96,7 @@ def _plain(value: object) -> bool | int | float | str:
     return value if isinstance(value, (bool, int, float, str)) else str(value)
 
 
-def hparam_columns(cfg: DictConfig, status: str) -> list[Column]:
+def hparam_columns(cfg: DictConfig, status: Status) -> list[Column]:
     """The run's hyperparameter columns, in the order the tab shows them."""
     launch = cfg.get("launch") or {}
     leading = set(launch.get("swept", launch.get("keys", [])))
@@ -102,13 +104,13 @@ def hparam_columns(cfg: DictConfig, status: str) -> list[Column]:
     found = [Column(f"{rank:02d} {group}", group, chosen[group], group in leading) for rank, group in enumerate(GROUPS) if group in chosen]
     keys = dict.fromkeys([*_settings(cfg), *(key for key in launch.get("keys", []) if key not in chosen and _shown(key, PATHS))])
     found += [Column(f"{_rank(key):02d} {key}", key, _plain(OmegaConf.select(cfg, key)), key in leading) for key in keys]
-    found.append(Column(f"{STATUS_RANK} status", "status", status))
+    found.append(Column(f"{STATUS_RANK} status", "status", status.value))
     return sorted(found, key=lambda column: (not column.leads, column.name))
 
 
-def metric_columns(metrics: dict) -> list[Metric]:
-    """The metric columns of a run's metrics.json: best val loss, test loss and, with evaluate=true,
-    the evaluation's headline figures (as `test/<figure>`), those the run has."""
-    found = [] if metrics.get("best_val_loss") is None else [Metric("val/loss_best", "best val loss", metrics["best_val_loss"])]
-    found += [] if metrics.get("test_loss") is None else [Metric("test/loss", "test loss")]
-    return found + [Metric(f"test/{name.removeprefix('test_')}", name.replace("_", " "), value) for name, value in metrics.get("evaluation", {}).items()]
+def metric_columns(record: RunRecord) -> list[Metric]:
+    """The metric columns of a run's record: best val loss, test loss and, with evaluate=true, the
+    evaluation's headline figures (as `test/<figure>`), those the run has."""
+    found = [] if record.best_val_loss is None else [Metric("val/loss_best", "best val loss", record.best_val_loss)]
+    found += [] if record.test_loss is None else [Metric("test/loss", "test loss")]
+    return found + [Metric(f"test/{name.removeprefix('test_')}", name.replace("_", " "), value) for name, value in (record.evaluation or {}).items()]

@@ -6,13 +6,13 @@ image grids and `metrics.json` (with DDP, only the first process writes them); w
 also `evaluation/`, what `python -m autoencoder.evaluate` writes for the best checkpoint.
 """
 
-import json
 import logging
 import os
 import signal
 import sys
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -32,20 +32,12 @@ from autoencoder.config.validation import validate
 from autoencoder.data.images import data_module
 from autoencoder.evaluation.evaluate import evaluate, headline
 from autoencoder.training.callbacks import Diverged, EpochSummary
-from autoencoder.training.checkpoints import (
-    FINAL_STATUSES,
-    AtomicCheckpointIO,
-    ConfigInCheckpoint,
-    ResumeExactly,
-    check_resume_checkpoint,
-    latest_checkpoint,
-    resume_config,
-    run_status,
-)
+from autoencoder.training.checkpoints import AtomicCheckpointIO, ConfigInCheckpoint, ResumeExactly, check_resume_checkpoint, latest_checkpoint, resume_config
 from autoencoder.training.hparams import hparam_columns, metric_columns
 from autoencoder.training.instantiate import instantiate_callbacks, instantiate_logger
 from autoencoder.training.interrupts import INTERRUPT_CHECKPOINT, SignalListener, StopOnSignal, requeued_by_slurm
 from autoencoder.training.launch import launch
+from autoencoder.training.record import FINAL_STATUSES, RunRecord, Status, run_status
 from autoencoder.training.tensorboard import HParamsTensorBoardLogger
 from autoencoder.utils.errors import Interrupted, UserError, signal_name, user_message
 from autoencoder.utils.files import remove_stale_temporaries, write_atomic
@@ -106,7 +98,7 @@ def unfinished_run(cfg: DictConfig) -> str | None:
 
 
 def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
-    """Fit, test the best checkpoint, write metrics.json; returns the metrics. `callbacks` are
+    """Fit, test the best checkpoint, write metrics.json; returns what it holds. `callbacks` are
     added to the configured ones (the benchmark times steps with one). With `resume=<run folder>`
     the run goes on in that folder, with its config, from its latest checkpoint; with
     `resume_unfinished` a run whose folder holds a completed run returns its metrics untrained.
@@ -114,7 +106,7 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
     With `evaluate` a completed run is then evaluated (`evaluate_run`)."""
     if not cfg.resume and cfg.resume_unfinished is True and run_status(cfg.output_dir) in FINAL_STATUSES:
         log.info("%s already holds a finished run: kept, not trained again", cfg.output_dir)
-        return json.loads((Path(cfg.output_dir) / "metrics.json").read_text())
+        return RunRecord.read(cfg.output_dir).to_json()
     if resume := cfg.resume or unfinished_run(cfg):
         cfg = resume_config(resume, cfg)
         if rank_zero_only.rank == 0:  # what writes killed with their process left behind
@@ -147,7 +139,7 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
                     "evaluate=true evaluates the run's best checkpoint, and this run saves none: keep callbacks.model_checkpoint and "
                     "trainer.enable_checkpointing=true, without trainer.fast_dev_run"
                 )
-            metrics = fit_and_test(cfg, trainer, module, datamodule, ckpt_path)
+            record = fit_and_test(cfg, trainer, module, datamodule, ckpt_path)
     finally:
         if isinstance(logger, WandbLogger):  # its run stays open otherwise: the next run of a sweep would log into it
             import wandb
@@ -156,49 +148,47 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
     # Once the signal listener is gone (Ctrl-C stops an evaluation as it stops the evaluate command),
     # and by the first process alone, as it alone writes metrics.json.
     try:
-        if cfg.evaluate and metrics["status"] == "completed" and trainer.is_global_zero:
-            metrics["evaluation"] = evaluate_run(cfg, metrics)
+        if cfg.evaluate and record.status is Status.COMPLETED and trainer.is_global_zero:
+            record.evaluation = evaluate_run(cfg, record)
     finally:  # with the evaluation's figures, or the run's own where the evaluation failed
         if isinstance(logger, HParamsTensorBoardLogger) and trainer.is_global_zero:
-            logger.log_hparams_tab(hparam_columns(cfg, metrics["status"]), metric_columns(metrics), metrics["status"], trainer.global_step)
-    return metrics
+            logger.log_hparams_tab(hparam_columns(cfg, record.status), metric_columns(record), record.status, trainer.global_step)
+    return record.to_json()
 
 
-def evaluate_run(cfg: DictConfig, metrics: dict) -> dict:
+def evaluate_run(cfg: DictConfig, record: RunRecord) -> dict:
     """Evaluate a completed run's best checkpoint (its last where none was best) into
     `<run>/evaluation/` with the settings of `cfg.evaluation`, and add the headline figures to
     its metrics.json, which is written without them first: an evaluation that fails or is
     stopped leaves the run's own figures. Returns the headline figures."""
     out = Path(cfg.output_dir)
-    checkpoint = metrics["best_checkpoint"] or metrics["last_checkpoint"]
+    checkpoint = record.best_checkpoint or record.last_checkpoint
     settings = OmegaConf.merge({"ckpt_path": checkpoint, "output_dir": str(out / "evaluation"), "progress": cfg.progress}, cfg.evaluation)
     figures = headline(evaluate(settings))
-    write_atomic(out / "metrics.json", json.dumps(metrics | {"evaluation": figures}, indent=2) + "\n")
+    replace(record, evaluation=figures).write(out)
     log.info("evaluation: %s | %s", ", ".join(f"{key} {value:.4g}" for key, value in figures.items()), out / "evaluation")
     return figures
 
 
-def _run_metrics(trainer: L.Trainer) -> dict:
-    """What metrics.json says of a fit that has ended (the test loss is added after testing)."""
+def _fit_record(trainer: L.Trainer) -> RunRecord:
+    """The record of a fit that has ended (the test loss is added after testing)."""
     checkpoint, early_stopping = trainer.checkpoint_callback, trainer.early_stopping_callback
     summary = next((c for c in trainer.callbacks if isinstance(c, EpochSummary)), None)
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
-    return {
-        "best_val_loss": float(checkpoint.best_model_score) if best and checkpoint.best_model_score is not None else None,
-        "test_loss": None,
-        "epochs": trainer.current_epoch,
-        "stopped_early": bool(early_stopping is not None and early_stopping.stopped_epoch > 0),
-        "train_samples_per_s": round(summary.samples_per_second, 1) if summary and summary.samples_per_second else None,
-        "train_seconds": round(summary.train_seconds, 2) if summary else None,
-        "best_checkpoint": best,
-        "last_checkpoint": (checkpoint.last_model_path or None) if checkpoint is not None else None,
-        "precision": str(trainer.precision),
-        "status": "completed",
-        "history": summary.history if summary else [],
-    }
+    return RunRecord(
+        best_val_loss=float(checkpoint.best_model_score) if best and checkpoint.best_model_score is not None else None,
+        epochs=trainer.current_epoch,
+        stopped_early=bool(early_stopping is not None and early_stopping.stopped_epoch > 0),
+        train_samples_per_s=round(summary.samples_per_second, 1) if summary and summary.samples_per_second else None,
+        train_seconds=round(summary.train_seconds, 2) if summary else None,
+        best_checkpoint=best,
+        last_checkpoint=(checkpoint.last_model_path or None) if checkpoint is not None else None,
+        precision=str(trainer.precision),
+        history=summary.history if summary else [],
+    )
 
 
-def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule, ckpt_path: str | None) -> dict:
+def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule, ckpt_path: str | None) -> RunRecord:
     """Fit, test the best checkpoint, write metrics.json and the logger's final figures (TensorBoard's
     come with its HParams tab at the end of train(), after the evaluation). A trial
     that an Optuna search prunes is not tested; its metrics.json says so, with the epoch."""
@@ -213,23 +203,22 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule,
     except optuna.TrialPruned:
         # The pruned epoch was validated (its loss is val_loss) but not checkpointed: ModelCheckpoint runs last.
         epochs, val_loss = trainer.current_epoch + 1, trainer.callback_metrics.get("val/loss")
-        metrics = _run_metrics(trainer) | {"epochs": epochs, "status": "pruned", "pruned_at_epoch": epochs}
-        metrics["val_loss"] = None if val_loss is None else val_loss.item()
+        pruned = replace(_fit_record(trainer), epochs=epochs, status=Status.PRUNED, pruned_at_epoch=epochs)
+        pruned.val_loss = None if val_loss is None else val_loss.item()
         if trainer.is_global_zero:
-            write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-            log.info("pruned by the Optuna search after epoch %d (val loss %s) | run folder %s", metrics["epochs"], metrics["val_loss"], out)
-        return metrics
+            pruned.write(out)
+            log.info("pruned by the Optuna search after epoch %d (val loss %s) | run folder %s", epochs, pruned.val_loss, out)
+        return pruned
     # Read these before testing: restoring the best checkpoint also restores the callbacks' state.
-    metrics = _run_metrics(trainer)
-    best = metrics["best_checkpoint"]
+    record = _fit_record(trainer)
     try:
-        metrics["test_loss"] = trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]["test/loss"]
+        record.test_loss = trainer.test(module, datamodule=datamodule, ckpt_path=record.best_checkpoint, verbose=False)[0]["test/loss"]
     except (Interrupted, SIGTERMException) as exc:
-        record_interruption(out, trainer, exc, metrics)
+        record_interruption(out, trainer, exc, record)
     if not trainer.is_global_zero:
-        return metrics
-    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    final = {key: metrics[key] for key in ("best_val_loss", "test_loss") if metrics[key] is not None}
+        return record
+    record.write(out)
+    final = {key: value for key, value in (("best_val_loss", record.best_val_loss), ("test_loss", record.test_loss)) if value is not None}
     logger = trainer.logger
     if logger and not isinstance(logger, HParamsTensorBoardLogger):
         logger.log_hyperparams(_hparams(cfg))
@@ -237,16 +226,16 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule,
     unit = module.variant.unit
     log.info(
         "best val loss %.5f%s | test loss %.5f%s | %d epochs%s | %.0f samples/s | run folder %s",
-        metrics["best_val_loss"] if metrics["best_val_loss"] is not None else float("nan"),
+        record.best_val_loss if record.best_val_loss is not None else float("nan"),
         unit,
-        metrics["test_loss"],
+        record.test_loss,
         unit,
-        metrics["epochs"],
-        " (stopped early)" if metrics["stopped_early"] else "",
-        metrics["train_samples_per_s"] or 0,
+        record.epochs,
+        " (stopped early)" if record.stopped_early else "",
+        record.train_samples_per_s or 0,
         out,
     )
-    return metrics
+    return record
 
 
 def parallel_workers(launcher: DictConfig) -> int:
@@ -265,7 +254,7 @@ def thread_share(launcher: DictConfig) -> int | None:
     return None if workers == 1 else max(1, (os.cpu_count() or 1) // workers)
 
 
-def record_interruption(out: Path, trainer: L.Trainer, exc: BaseException, metrics: dict | None = None) -> None:
+def record_interruption(out: Path, trainer: L.Trainer, exc: BaseException, record: RunRecord | None = None) -> None:
     """Mark the run interrupted in its metrics.json (the signal, where it stopped, the checkpoint
     and the command that resumes it) and raise Interrupted. Lightning's own SIGTERM handling
     (a signal before this run's handlers were in place) stops without a checkpoint of its own:
@@ -275,18 +264,19 @@ def record_interruption(out: Path, trainer: L.Trainer, exc: BaseException, metri
         batch = None if testing else trainer.fit_loop.epoch_loop.batch_progress.current.completed
         exc = Interrupted(signal.SIGTERM, trainer.current_epoch + (0 if testing else 1), batch, trainer.global_step, None)
     exc.resume_command = f"python -m autoencoder.train resume={out}"
-    record = (metrics or _run_metrics(trainer)) | {
-        "status": "interrupted",
-        "signal": signal_name(exc.signum),
-        "epoch": exc.epoch,
-        "batch": exc.batch,
-        "global_step": exc.step,
-        "interrupt_checkpoint": exc.checkpoint,
-        "requeued_slurm_job": exc.requeued,
-        "resume": exc.resume_command,
-    }
+    stopped = replace(
+        record or _fit_record(trainer),
+        status=Status.INTERRUPTED,
+        signal=signal_name(exc.signum),
+        epoch=exc.epoch,
+        batch=exc.batch,
+        global_step=exc.step,
+        interrupt_checkpoint=exc.checkpoint,
+        requeued_slurm_job=exc.requeued,
+        resume=exc.resume_command,
+    )
     if trainer.is_global_zero:
-        write_atomic(out / "metrics.json", json.dumps(record, indent=2) + "\n")
+        stopped.write(out)
     raise exc
 
 
@@ -294,8 +284,8 @@ def record_failure(out: Path, error: str) -> None:
     """Mark the run failed in its metrics.json, with its one-line error (for the sweep's summary).
     Only in a folder train() started (it holds config.yaml), and never over a completed run's
     metrics.json (a failed resume of it)."""
-    if rank_zero_only.rank == 0 and (out / "config.yaml").is_file() and run_status(out) != "completed":
-        write_atomic(out / "metrics.json", json.dumps({"status": "failed", "error": error}, indent=2) + "\n")
+    if rank_zero_only.rank == 0 and (out / "config.yaml").is_file() and run_status(out) is not Status.COMPLETED:
+        RunRecord(status=Status.FAILED, error=error).write(out)
 
 
 def train_job(cfg: DictConfig, launcher: DictConfig | None = None) -> float | None:

@@ -17,6 +17,7 @@ from tensorboard.plugins.hparams import api_pb2, backend_context, get_experiment
 from autoencoder import CONFIG_DIR
 from autoencoder.training.hparams import PATHS, TRAINER, Metric, hparam_columns, metric_columns
 from autoencoder.training.launch import launch
+from autoencoder.training.record import RunRecord, Status
 from autoencoder.training.run import train
 from tests.conftest import FAST
 from tests.sweeps.test_sweeps import multirun
@@ -52,11 +53,11 @@ def hparams_tab(logdir: Path) -> tuple[api_pb2.Experiment, dict[str, api_pb2.Ses
 
 
 def test_a_default_run_shows_its_config_groups_first_then_a_few_dozen_settings():
-    shown = hparam_columns(launched(), "completed")
+    shown = hparam_columns(launched(), Status.COMPLETED)
     labels = [c.label for c in shown]
     assert labels[: len(GROUPS_SHOWN)] == GROUPS_SHOWN and [c.value for c in shown[:3]] == ["conv", "ae", "gaussian"]
     assert not any(c.leads for c in shown) and labels[-1] == "status"
-    assert len(shown) + len(metric_columns({"best_val_loss": 0.1, "test_loss": 0.1})) <= 40
+    assert len(shown) + len(metric_columns(RunRecord(best_val_loss=0.1, test_loss=0.1))) <= 40
     assert {"noise", "model.latent_dim", "optimizer.lr", "data.batch_size", "trainer.max_epochs", "trainer.precision"} <= set(labels)
     assert not [label for label in labels if "_target_" in label or "_partial_" in label or any(fnmatchcase(label, p) for p in PATHS)]
     assert {label.removeprefix("trainer.") for label in labels if label.startswith("trainer.")} <= set(TRAINER)
@@ -65,7 +66,8 @@ def test_a_default_run_shows_its_config_groups_first_then_a_few_dozen_settings()
 
 
 def test_keys_set_on_the_command_line_lead_and_paths_stay_out():
-    shown = hparam_columns(launched("model.latent_dim=2", "noise=0.3", "data.data_dir=/data", "optimizer=adamw", "trainer.limit_val_batches=5"), "completed")
+    cfg = launched("model.latent_dim=2", "noise=0.3", "data.data_dir=/data", "optimizer=adamw", "trainer.limit_val_batches=5")
+    shown = hparam_columns(cfg, Status.COMPLETED)
     leading = [c.label for c in shown if c.leads]
     assert leading == ["optimizer", "noise", "model.latent_dim", "trainer.limit_val_batches"]  # TensorBoard's order: the names' ranks
     assert [c.label for c in shown[len(leading) : len(leading) + 3]] == ["model", "variant", "corruption"]
@@ -73,14 +75,14 @@ def test_keys_set_on_the_command_line_lead_and_paths_stay_out():
 
 
 def test_the_metric_columns_are_the_headline_figures():
-    metrics = {"best_val_loss": 0.1, "test_loss": 0.2, "evaluation": {"test_mse": 0.03, "knn_accuracy": 0.9}}
-    assert metric_columns(metrics) == [
+    record = RunRecord(best_val_loss=0.1, test_loss=0.2, evaluation={"test_mse": 0.03, "knn_accuracy": 0.9})
+    assert metric_columns(record) == [
         Metric("val/loss_best", "best val loss", 0.1),
         Metric("test/loss", "test loss"),  # the run's own tag
         Metric("test/mse", "test mse", 0.03),
         Metric("test/knn_accuracy", "knn accuracy", 0.9),
     ]
-    assert metric_columns({"best_val_loss": None, "test_loss": None, "status": "pruned"}) == []
+    assert metric_columns(RunRecord(status=Status.PRUNED)) == []
 
 
 def test_the_hparams_tab_and_the_scalars_of_a_run(tmp_path, fake_mnist):
