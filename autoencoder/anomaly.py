@@ -4,8 +4,8 @@ validation AUROC of the chosen score, so a sweep over its settings (`-m`) is cho
 
 from omegaconf import DictConfig
 
-from autoencoder.evaluation.anomaly import anomaly
 from autoencoder.utils.cli import hydra_command
+from autoencoder.workflows.anomaly import anomaly
 
 
 @hydra_command("anomaly")

@@ -13,7 +13,7 @@ def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode == RunMode.RUN and not cfg.resume:  # a sweep's job records its own failure; a resumed run has its own data
         check_files(cfg.data)  # before torch and Lightning load (seconds): a missing dataset is reported at once
-    from autoencoder.training.run import train_job
+    from autoencoder.workflows.jobs import train_job
 
     return train_job(cfg, hydra_cfg.launcher if hydra_cfg.mode == RunMode.MULTIRUN else None)
 

@@ -152,9 +152,9 @@ def lecture(cfg: DictConfig, clock: EpochClock) -> str:
 
 
 def framework(cfg: DictConfig, clock: EpochClock) -> str:
-    from autoencoder.training.run import train
+    from autoencoder.workflows.jobs import train_and_evaluate
 
-    return train(cfg, callbacks=[LightningEpochClock(clock)])["precision"]
+    return train_and_evaluate(cfg, callbacks=[LightningEpochClock(clock)])["precision"]
 
 
 def compute(cfg: DictConfig, clock: EpochClock) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from autoencoder.config.validation import validate
-from autoencoder.training.record import RunRecord
+from autoencoder.runs.record import RunRecord
 from autoencoder.utils.errors import UserError
 from autoencoder.utils.files import write_json
 from autoencoder.utils.hardware import uses_gpu

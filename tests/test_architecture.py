@@ -1,5 +1,6 @@
-"""The layout's promises: thin commands over a library that never imports them, and no side
-effects when any module is imported."""
+"""The layout's promises: thin commands over a library that never imports them, layers that import
+downwards only, light modules where a command must answer fast, and no side effects when any
+module is imported."""
 
 import ast
 import pkgutil
@@ -9,6 +10,22 @@ import sys
 import autoencoder
 from autoencoder import PACKAGE_DIR
 
+# The library's layers, lowest first. A package imports from lower layers only, never from one beside
+# it: training and evaluation know nothing of each other, and workflows (train then evaluate, the
+# anomaly table) and sweeps sit on both.
+LAYERS = (("utils",), ("config",), ("data", "models"), ("runs",), ("training", "evaluation"), ("workflows", "sweeps"))
+# Modules that load neither torch nor Lightning: a command checks its config and the data's files
+# with them in a second or two, and the sweep summary reads run records without a model.
+LIGHT = (
+    "autoencoder.train",
+    "autoencoder.utils.cli",
+    "autoencoder.config.validation",
+    "autoencoder.data.dataset",
+    "autoencoder.data.mnist",
+    "autoencoder.data.cifar",
+    "autoencoder.runs.record",
+    "autoencoder.sweeps.summary",
+)
 COMMANDS = ("train", "evaluate", "encode", "anomaly", "shapes", "summarize", "bench", "time_to_quality", "sample")
 LIBRARY = [m.name for m in pkgutil.walk_packages([str(PACKAGE_DIR)], "autoencoder.") if m.name.count(".") > 1 or m.ispkg]
 
@@ -30,6 +47,24 @@ def test_every_command_is_a_module_at_the_top_and_the_library_never_imports_one(
     commands = {f"autoencoder.{c}" for c in COMMANDS}
     for path in PACKAGE_DIR.glob("*/**/*.py"):
         assert not imported_modules(path) & commands, path
+
+
+def test_each_layer_imports_only_from_the_layers_below_it():
+    rank = {package: i for i, packages in enumerate(LAYERS) for package in packages}
+    assert set(rank) == {m.name for m in pkgutil.iter_modules([str(PACKAGE_DIR)]) if m.ispkg}
+    for path in PACKAGE_DIR.glob("*/**/*.py"):
+        package = path.relative_to(PACKAGE_DIR).parts[0]
+        for name in imported_modules(path):
+            target = name.split(".")[1] if name.startswith("autoencoder.") else None
+            if target in rank and target != package:
+                assert rank[target] < rank[package], f"{path.relative_to(PACKAGE_DIR)} imports {name}: {target} is not below {package}"
+
+
+def test_light_modules_load_neither_torch_nor_lightning():
+    heavy = "sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'lightning'})"
+    code = f"import importlib, sys; [importlib.import_module(m) for m in {LIGHT!r}]; print({heavy})"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "[]", result.stderr[-2000:] or result.stdout[:500]
 
 
 def test_commands_are_thin():

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from autoencoder.config.validation import validate
 from autoencoder.evaluation.batched import in_batches
-from autoencoder.training.checkpoints import datamodule_for, load_trained
+from autoencoder.runs.checkpoints import datamodule_for, load_trained
 
 log = logging.getLogger(__name__)
 

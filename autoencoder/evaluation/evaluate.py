@@ -39,11 +39,11 @@ from autoencoder import CONFIG_DIR
 from autoencoder.config.validation import validate
 from autoencoder.data.images import class_names
 from autoencoder.evaluation.batched import in_batches
-from autoencoder.evaluation.figures import latent_scatter, psnr_plot
 from autoencoder.evaluation.likelihood import likelihood
 from autoencoder.evaluation.metrics import auroc, knn_accuracy, linear_probe_accuracy, per_image_mse, psnr, ssim
 from autoencoder.evaluation.scores import scorer
-from autoencoder.training.checkpoints import datamodule_for, load_trained
+from autoencoder.runs.checkpoints import datamodule_for, load_trained
+from autoencoder.utils.figures import latent_scatter, psnr_plot
 from autoencoder.utils.files import write_atomic
 from autoencoder.utils.progress import Counted, Reporter
 from autoencoder.utils.tables import markdown_table

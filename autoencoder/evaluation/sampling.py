@@ -28,7 +28,7 @@ from torchvision.utils import make_grid, save_image
 from autoencoder.config.validation import validate
 from autoencoder.evaluation.batched import in_batches
 from autoencoder.models.module import LitAutoencoder
-from autoencoder.training.checkpoints import datamodule_for, load_trained
+from autoencoder.runs.checkpoints import datamodule_for, load_trained
 from autoencoder.utils.errors import UserError
 from autoencoder.utils.files import write_atomic, write_json
 

@@ -17,7 +17,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
-from autoencoder.training.record import RunRecord, Status
+from autoencoder.runs.record import RunRecord, Status
 from autoencoder.utils.errors import UserError
 
 

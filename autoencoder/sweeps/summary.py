@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 from typing_extensions import override
 
-from autoencoder.training.record import RunRecord, Status
+from autoencoder.runs.record import RunRecord, Status
 from autoencoder.utils.errors import UserError, stop_point
 from autoencoder.utils.files import write_atomic
 from autoencoder.utils.tables import markdown_table, mean_std

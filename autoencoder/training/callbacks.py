@@ -21,8 +21,8 @@ from torchvision.utils import make_grid, save_image
 from typing_extensions import override
 
 from autoencoder.data.images import class_names
-from autoencoder.evaluation.figures import latent_scatter
 from autoencoder.utils.errors import UserError
+from autoencoder.utils.figures import latent_scatter
 from autoencoder.utils.progress import Stopwatch, hms
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from autoencoder.training.record import RunRecord, Status
+from autoencoder.runs.record import RunRecord, Status
 
 # The config groups shown, in this order; their nodes' settings follow in the same order.
 GROUPS = ("model", "variant", "corruption", "data", "optimizer", "scheduler", "trainer", "early_stopping", "experiment", "hparams_search")

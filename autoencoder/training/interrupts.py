@@ -31,8 +31,6 @@ from autoencoder.utils.errors import Interrupted, signal_name
 
 log = logging.getLogger(__name__)
 
-INTERRUPT_CHECKPOINT = "interrupted.ckpt"
-
 
 class SignalListener:
     """Within `with`, records the first of `signals` the process receives; the previous handlers

@@ -1,24 +1,21 @@
-"""Training runs: `train(cfg)` fits, tests the best checkpoint and writes metrics.json;
-`train_job(cfg, launcher)` is what the command runs for each job of a single run or a sweep.
+"""Training runs: `train(cfg)` fits, tests the best checkpoint and writes metrics.json.
 
 A run folder gets the resolved config, logger output, checkpoints (best by val loss, and last),
-image grids and `metrics.json` (with DDP, only the first process writes them); with evaluate=true
-also `evaluation/`, what `python -m autoencoder.evaluate` writes for the best checkpoint.
+image grids and `metrics.json` (with DDP, only the first process writes them). With evaluate=true
+the caller's `evaluate` adds the evaluation (autoencoder.workflows.jobs passes it).
 """
 
 import logging
-import os
 import signal
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
 import optuna
 import torch
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ModelSummary, ProgressBar
@@ -26,23 +23,25 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from autoencoder.config.validation import validate
 from autoencoder.data.images import data_module
-from autoencoder.evaluation.evaluate import evaluate, headline
+from autoencoder.runs.checkpoints import INTERRUPT_CHECKPOINT, check_resume_checkpoint, latest_checkpoint, resume_config
+from autoencoder.runs.record import FINAL_STATUSES, RunRecord, Status, run_status
 from autoencoder.training.callbacks import Diverged, EpochSummary
-from autoencoder.training.checkpoints import AtomicCheckpointIO, ConfigInCheckpoint, ResumeExactly, check_resume_checkpoint, latest_checkpoint, resume_config
+from autoencoder.training.checkpoints import AtomicCheckpointIO, ConfigInCheckpoint, ResumeExactly
 from autoencoder.training.hparams import hparam_columns, metric_columns
 from autoencoder.training.instantiate import instantiate_callbacks, instantiate_logger
-from autoencoder.training.interrupts import INTERRUPT_CHECKPOINT, SignalListener, StopOnSignal, requeued_by_slurm
-from autoencoder.training.launch import launch
-from autoencoder.training.record import FINAL_STATUSES, RunRecord, Status, run_status
+from autoencoder.training.interrupts import SignalListener, StopOnSignal, requeued_by_slurm
 from autoencoder.training.tensorboard import HParamsTensorBoardLogger
-from autoencoder.utils.errors import Interrupted, UserError, signal_name, user_message
+from autoencoder.utils.errors import Interrupted, UserError, signal_name
 from autoencoder.utils.files import remove_stale_temporaries, write_atomic
 
 log = logging.getLogger(__name__)
+
+# What evaluates a completed run (its config, its record) into the figures its record keeps.
+Evaluation = Callable[[DictConfig, RunRecord], dict[str, float]]
 
 
 def _hparams(cfg: DictConfig) -> dict:
@@ -97,13 +96,16 @@ def unfinished_run(cfg: DictConfig) -> str | None:
     return str(out) if wanted and run_status(out) not in FINAL_STATUSES and latest_checkpoint(out) and (out / "config.yaml").is_file() else None
 
 
-def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
+def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = (), evaluate: Evaluation | None = None) -> dict:
     """Fit, test the best checkpoint, write metrics.json; returns what it holds. `callbacks` are
     added to the configured ones (the benchmark times steps with one). With `resume=<run folder>`
     the run goes on in that folder, with its config, from its latest checkpoint; with
     `resume_unfinished` a run whose folder holds a completed run returns its metrics untrained.
     A signal in `interrupts.signals` stops the run with Interrupted (autoencoder.training.interrupts).
-    With `evaluate` a completed run is then evaluated (`evaluate_run`)."""
+    With `cfg.evaluate` a completed run is then evaluated by `evaluate`, which returns the headline
+    figures its record keeps (and the HParams tab shows)."""
+    if cfg.evaluate and evaluate is None:
+        raise ValueError("evaluate=true needs train(..., evaluate=...): autoencoder.workflows.jobs.train_and_evaluate passes the evaluation")
     if not cfg.resume and cfg.resume_unfinished is True and run_status(cfg.output_dir) in FINAL_STATUSES:
         log.info("%s already holds a finished run: kept, not trained again", cfg.output_dir)
         return RunRecord.read(cfg.output_dir).to_json()
@@ -149,25 +151,11 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
     # and by the first process alone, as it alone writes metrics.json.
     try:
         if cfg.evaluate and record.status is Status.COMPLETED and trainer.is_global_zero:
-            record.evaluation = evaluate_run(cfg, record)
+            record.evaluation = evaluate(cfg, record)
     finally:  # with the evaluation's figures, or the run's own where the evaluation failed
         if isinstance(logger, HParamsTensorBoardLogger) and trainer.is_global_zero:
             logger.log_hparams_tab(hparam_columns(cfg, record.status), metric_columns(record), record.status, trainer.global_step)
     return record.to_json()
-
-
-def evaluate_run(cfg: DictConfig, record: RunRecord) -> dict:
-    """Evaluate a completed run's best checkpoint (its last where none was best) into
-    `<run>/evaluation/` with the settings of `cfg.evaluation`, and add the headline figures to
-    its metrics.json, which is written without them first: an evaluation that fails or is
-    stopped leaves the run's own figures. Returns the headline figures."""
-    out = Path(cfg.output_dir)
-    checkpoint = record.best_checkpoint or record.last_checkpoint
-    settings = OmegaConf.merge({"ckpt_path": checkpoint, "output_dir": str(out / "evaluation"), "progress": cfg.progress}, cfg.evaluation)
-    figures = headline(evaluate(settings))
-    replace(record, evaluation=figures).write(out)
-    log.info("evaluation: %s | %s", ", ".join(f"{key} {value:.4g}" for key, value in figures.items()), out / "evaluation")
-    return figures
 
 
 def _fit_record(trainer: L.Trainer) -> RunRecord:
@@ -238,22 +226,6 @@ def fit_and_test(cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule,
     return record
 
 
-def parallel_workers(launcher: DictConfig) -> int:
-    """How many jobs a launcher runs at once: its `n_jobs` (joblib's n_jobs < 0 means all cores
-    but |n_jobs| - 1), else one."""
-    n_jobs = launcher.get("n_jobs")
-    if not isinstance(n_jobs, int) or n_jobs == 0:
-        return 1
-    return n_jobs if n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + n_jobs)
-
-
-def thread_share(launcher: DictConfig) -> int | None:
-    """CPU threads per job when a launcher runs several at once, so that the jobs together use
-    each core once; None (torch's default) for one at a time."""
-    workers = parallel_workers(launcher)
-    return None if workers == 1 else max(1, (os.cpu_count() or 1) // workers)
-
-
 def record_interruption(out: Path, trainer: L.Trainer, exc: BaseException, record: RunRecord | None = None) -> None:
     """Mark the run interrupted in its metrics.json (the signal, where it stopped, the checkpoint
     and the command that resumes it) and raise Interrupted. Lightning's own SIGTERM handling
@@ -286,24 +258,3 @@ def record_failure(out: Path, error: str) -> None:
     metrics.json (a failed resume of it)."""
     if rank_zero_only.rank == 0 and (out / "config.yaml").is_file() and run_status(out) is not Status.COMPLETED:
         RunRecord(status=Status.FAILED, error=error).write(out)
-
-
-def train_job(cfg: DictConfig, launcher: DictConfig | None = None) -> float | None:
-    """One job of the train command; returns the monitored metric (best val loss) for Hydra's
-    sweepers. `launcher` is the sweep's launcher config, None for a single run. A single run lets
-    its error through (the command prints it as one line); a job of a sweep records its error in
-    metrics.json and returns NaN (a failed Optuna trial), so that the other jobs go on. How the job
-    was launched (Hydra's config group choices, command line and sweep) goes into the config as `launch`."""
-    with open_dict(cfg):
-        cfg.launch = launch(HydraConfig.get())
-    if launcher is None:
-        return train(cfg)["best_val_loss"]
-    if cfg.threads is None:
-        cfg.threads = thread_share(launcher)
-    try:
-        return train(cfg)["best_val_loss"]
-    except Exception as exc:  # noqa: BLE001 - whatever went wrong, the other jobs go on
-        error = user_message(exc) or f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-        log.error("job failed: %s", error, exc_info=user_message(exc) is None)
-        record_failure(Path(cfg.output_dir), error)
-        return float("nan")

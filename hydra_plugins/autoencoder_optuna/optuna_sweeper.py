@@ -49,8 +49,8 @@ class OptunaSweeper(Sweeper):
         import optuna
 
         from autoencoder.sweeps.optuna_study import job_verdict, open_storage, search_space, trial_overrides
-        from autoencoder.training.run import parallel_workers
         from autoencoder.utils.errors import UserError
+        from autoencoder.workflows.jobs import parallel_workers
 
         self._check()
         fixed, space = search_space(self.params, arguments)

@@ -25,7 +25,7 @@ from autoencoder.data.images import ImageDataModule
 from autoencoder.evaluation.evaluate import evaluate
 from autoencoder.models.networks import ConvAutoencoder
 from autoencoder.models.sizes import describe_configured
-from autoencoder.training.checkpoints import CONFIG_KEY
+from autoencoder.runs.checkpoints import CONFIG_KEY
 from autoencoder.training.run import train
 from autoencoder.utils.errors import UserError
 from tests.conftest import compose_entry

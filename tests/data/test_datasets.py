@@ -12,7 +12,7 @@ from autoencoder.data.dataset import DATA_ENV
 from autoencoder.data.images import ImageDataModule, data_module
 from autoencoder.data.mnist import KMNIST, MNIST, FashionMNIST
 from autoencoder.evaluation.evaluate import evaluate
-from autoencoder.training.checkpoints import CONFIG_KEY
+from autoencoder.runs.checkpoints import CONFIG_KEY
 from autoencoder.training.run import train
 from autoencoder.utils.errors import UserError
 from tests.conftest import TEST_SIZE, TRAIN_SIZE, compose_entry, make_fake_mnist

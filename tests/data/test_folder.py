@@ -19,7 +19,7 @@ from autoencoder.data.folder import ImageFolder
 from autoencoder.data.images import ImageDataModule, data_module
 from autoencoder.evaluation.evaluate import evaluate
 from autoencoder.models.sizes import describe_configured
-from autoencoder.training.checkpoints import CONFIG_KEY
+from autoencoder.runs.checkpoints import CONFIG_KEY
 from autoencoder.training.run import train
 from autoencoder.utils.errors import UserError
 from tests.conftest import FAST, compose_entry, run_module

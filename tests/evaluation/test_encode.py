@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from autoencoder.evaluation.encode import encode
-from autoencoder.training.checkpoints import datamodule_for, load_trained
+from autoencoder.runs.checkpoints import datamodule_for, load_trained
 from tests.conftest import TEST_SIZE, compose_entry, run_module
 
 

@@ -7,7 +7,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from autoencoder.evaluation.evaluate import FILTERS, classical_filter, corruption, evaluate
 from autoencoder.evaluation.metrics import psnr
 from autoencoder.models.module import LitAutoencoder
-from autoencoder.training.checkpoints import datamodule_for, load_trained
+from autoencoder.runs.checkpoints import datamodule_for, load_trained
 from tests.conftest import compose_entry, run_module
 
 SMALL = [

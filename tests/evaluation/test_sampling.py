@@ -13,8 +13,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from autoencoder import CONFIG_DIR
 from autoencoder.evaluation.sampling import interpolation, sample
+from autoencoder.runs.checkpoints import datamodule_for, load_trained
 from autoencoder.training.callbacks import PriorSamples
-from autoencoder.training.checkpoints import datamodule_for, load_trained
 from tests.conftest import FAST, compose_entry
 
 SMALL = ["num_samples=10", "pairs=3", "steps=4", "batch_size=16"]

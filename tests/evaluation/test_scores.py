@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from autoencoder.evaluation.scores import COMBINED, EVERY_VARIANT, scorer
-from autoencoder.training.checkpoints import load_trained
+from autoencoder.runs.checkpoints import load_trained
 from tests.data.test_mnist import datamodule as make_datamodule
 
 

@@ -4,8 +4,8 @@ import matplotlib
 import torch
 from torchvision.io import read_image
 
-from autoencoder.evaluation.figures import latent_scatter
 from autoencoder.training.callbacks import ValidationImages
+from autoencoder.utils.figures import latent_scatter
 from tests.models.test_module import module
 
 

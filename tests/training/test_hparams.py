@@ -15,10 +15,11 @@ from tensorboard.plugins import base_plugin
 from tensorboard.plugins.hparams import api_pb2, backend_context, get_experiment, list_session_groups
 
 from autoencoder import CONFIG_DIR
+from autoencoder.runs.record import RunRecord, Status
 from autoencoder.training.hparams import PATHS, TRAINER, Metric, hparam_columns, metric_columns
 from autoencoder.training.launch import launch
-from autoencoder.training.record import RunRecord, Status
 from autoencoder.training.run import train
+from autoencoder.workflows.jobs import train_and_evaluate
 from tests.conftest import FAST
 from tests.sweeps.test_sweeps import multirun
 from tests.training.test_evaluate_in_train import HEADLINE, QUICK
@@ -112,7 +113,7 @@ def test_the_hparams_tab_and_the_scalars_of_a_run(tmp_path, fake_mnist):
 @pytest.mark.slow  # the evaluation
 def test_the_evaluation_s_headline_figures_are_metric_columns(tmp_path, fake_mnist):
     cfg = launched(f"data.data_dir={fake_mnist}", *FAST, "evaluate=true", *(o for o in QUICK if not o.startswith("logger=")), output_dir=tmp_path / "run")
-    metrics = train(cfg)
+    metrics = train_and_evaluate(cfg)
     experiment, rows = hparams_tab(tmp_path / "run")
     tags = [m.name.tag for m in experiment.metric_infos]
     assert tags[:2] == ["val/loss_best", "test/loss"] and len(tags) == 2 + len(HEADLINE)

@@ -16,7 +16,8 @@ import lightning as L
 import pytest
 import torch
 
-from autoencoder.training.interrupts import INTERRUPT_CHECKPOINT, SignalListener, slurm_job_id
+from autoencoder.runs.checkpoints import INTERRUPT_CHECKPOINT
+from autoencoder.training.interrupts import SignalListener, slurm_job_id
 from autoencoder.training.run import train
 from autoencoder.utils.errors import Interrupted
 from tests.conftest import run_module

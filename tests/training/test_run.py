@@ -20,7 +20,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from autoencoder.data.dataset import DATA_ENV
 from autoencoder.models.module import LitAutoencoder
-from autoencoder.training.checkpoints import datamodule_for
+from autoencoder.runs.checkpoints import datamodule_for
 from autoencoder.training.run import train
 from autoencoder.utils.errors import user_message
 from tests.conftest import run_module
@@ -200,7 +200,7 @@ def test_precision_options_train(make_cfg, precision):
 
 
 def test_channels_last_weights_and_a_checkpoint_that_loads_into_a_plain_network(make_cfg):
-    from autoencoder.training.checkpoints import load_trained
+    from autoencoder.runs.checkpoints import load_trained
 
     metrics = train(make_cfg("channels_last=true", "logger=none"))
     cfg, module = load_trained(metrics["best_checkpoint"])

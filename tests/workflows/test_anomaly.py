@@ -4,11 +4,11 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-import autoencoder.evaluation.anomaly as anomaly_module
+import autoencoder.workflows.anomaly as anomaly_module
 from autoencoder.data.mnist import FashionMNIST
-from autoencoder.evaluation.anomaly import PUBLISHED, anomaly, table
-from autoencoder.training.checkpoints import load_trained
+from autoencoder.runs.checkpoints import load_trained
 from autoencoder.utils.errors import UserError
+from autoencoder.workflows.anomaly import PUBLISHED, anomaly, table
 from tests.conftest import FAST, compose_entry, make_fake_mnist, run_module
 from tests.data.test_mnist import datamodule as make_datamodule
 

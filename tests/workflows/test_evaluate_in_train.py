@@ -12,9 +12,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from autoencoder import CONFIG_DIR
-from autoencoder.evaluation.anomaly import score_run
-from autoencoder.training.run import train
 from autoencoder.utils.errors import UserError
+from autoencoder.workflows.anomaly import score_run
+from autoencoder.workflows.jobs import train_and_evaluate
 from tests.conftest import compose_entry
 from tests.sweeps.test_sweeps import multirun
 
@@ -43,7 +43,7 @@ def test_train_and_evaluate_share_the_evaluation_settings(tmp_path):
 
 
 def test_a_run_with_evaluate_true_keeps_the_headline_figures(make_cfg, tmp_path):
-    metrics = train(make_cfg("evaluate=true", *QUICK))
+    metrics = train_and_evaluate(make_cfg("evaluate=true", *QUICK))
     run = tmp_path / "run"
     assert json.loads((run / "metrics.json").read_text()) == metrics and metrics["status"] == "completed"
     figures, evaluation = metrics["evaluation"], json.loads((run / "evaluation" / "evaluation.json").read_text())
@@ -56,7 +56,7 @@ def test_a_run_with_evaluate_true_keeps_the_headline_figures(make_cfg, tmp_path)
 
 
 def test_a_one_class_vae_run_adds_its_likelihood_and_the_anomaly_command_s_auroc(make_cfg, tmp_path):
-    metrics = train(make_cfg("evaluate=true", *QUICK, "variant=vae", "data.classes=[3]"))
+    metrics = train_and_evaluate(make_cfg("evaluate=true", *QUICK, "variant=vae", "data.classes=[3]"))
     figures = metrics["evaluation"]
     assert set(figures) == HEADLINE | VAE | {f"anomaly_auroc_{name}" for name in ANOMALY_SCORES}
     evaluation = json.loads((tmp_path / "run" / "evaluation" / "evaluation.json").read_text())
@@ -77,13 +77,13 @@ class PruneAtOnce(L.Callback):
 
 
 def test_only_a_completed_run_is_evaluated(make_cfg, tmp_path):
-    metrics = train(make_cfg("evaluate=true", *QUICK), callbacks=[PruneAtOnce()])
+    metrics = train_and_evaluate(make_cfg("evaluate=true", *QUICK), callbacks=[PruneAtOnce()])
     assert metrics["status"] == "pruned" and "evaluation" not in metrics and not (tmp_path / "run" / "evaluation").exists()
 
 
 def test_evaluate_true_needs_a_checkpoint(make_cfg, tmp_path):
     with pytest.raises(UserError, match="^evaluate=true evaluates the run's best checkpoint, and this run saves none"):
-        train(make_cfg("evaluate=true", *QUICK, "trainer.enable_checkpointing=false"))
+        train_and_evaluate(make_cfg("evaluate=true", *QUICK, "trainer.enable_checkpointing=false"))
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 

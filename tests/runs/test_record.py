@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from autoencoder.training.record import FINAL_STATUSES, RunRecord, Status, run_status
+from autoencoder.runs.record import FINAL_STATUSES, RunRecord, Status, run_status
 from autoencoder.utils import files
 from autoencoder.utils.errors import UserError
 

@@ -31,12 +31,12 @@ from omegaconf import DictConfig, open_dict
 from autoencoder.config.validation import validate
 from autoencoder.evaluation.metrics import auroc
 from autoencoder.evaluation.scores import EVERY_VARIANT, SCORES, scorer
-from autoencoder.training.checkpoints import datamodule_for, load_trained
-from autoencoder.training.record import RunRecord, Status
-from autoencoder.training.run import train
+from autoencoder.runs.checkpoints import datamodule_for, load_trained
+from autoencoder.runs.record import RunRecord, Status
 from autoencoder.utils.files import write_atomic, write_json
 from autoencoder.utils.progress import Counted, Reporter
 from autoencoder.utils.tables import format_mean_std, markdown_table
+from autoencoder.workflows.jobs import train_and_evaluate
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def one_class_run(cfg: DictConfig, out: Path, label: int, seed: int, splits: tup
         run_cfg = cfg.copy()
         with open_dict(run_cfg):
             run_cfg.output_dir, run_cfg.seed, run_cfg.data.classes = str(run_dir), seed, [label]
-        best = train(run_cfg)["best_checkpoint"]
+        best = train_and_evaluate(run_cfg)["best_checkpoint"]
     result = score_run(run_dir, best, label, splits, cfg.knn_k)
     log.info("class %d seed %d: %s", label, seed, ", ".join(f"{key} {result[key]:.2f}" for key in wanted))
     return result
