@@ -158,6 +158,15 @@ BAD_INPUTS = [
         ("autoencoder.evaluate", "ckpt_path={ckpt}", "denoising.corruptions=[blur]"),
         "denoising.corruptions must be a non-empty list of names from gaussian, masking, salt_pepper, got ['blur']",
     ),
+    (("autoencoder.evaluate", "ckpt_path={ckpt}", "+measures.toy=5"), "measures.toy must be a measure config with a _target_, got 5"),
+    (
+        ("autoencoder.evaluate", "ckpt_path={ckpt}", "+measures.toy._target_=autoencoder.training.callbacks.StopOnDivergence"),
+        "measures.toy: autoencoder.training.callbacks.StopOnDivergence is not a measure (a subclass of autoencoder.evaluation.measures.base.Measure)",
+    ),
+    (
+        ("autoencoder.evaluate", "ckpt_path={ckpt}", "+measures.toy._target_=autoencoder.evaluation.measures.toy.Toy"),
+        "Error locating target 'autoencoder.evaluation.measures.toy.Toy'",
+    ),
     (("autoencoder.evaluate", "ckpt_path={ckpt}", "data.data_dir={tmp}/missing"), "MNIST is not in {tmp}/missing/MNIST/raw and could not be downloaded"),
     (("autoencoder.encode", "ckpt_path={ckpt}", "split=validation"), "split must be one of train, val, test, got 'validation'"),
     (("autoencoder.encode", "ckpt_path={ckpt}", "data=cifar10"), "data: CIFAR10's images are [3, 32, 32] but the model was trained on [1, 28, 28] images"),

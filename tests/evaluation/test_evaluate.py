@@ -4,7 +4,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from autoencoder.evaluation.evaluate import FILTERS, classical_filter, corruption, evaluate
+from autoencoder.evaluation.evaluate import evaluate
+from autoencoder.evaluation.measures.denoising import FILTERS, classical_filter, corruption
 from autoencoder.evaluation.metrics import psnr
 from autoencoder.models.module import LitAutoencoder
 from autoencoder.runs.checkpoints import datamodule_for, load_trained

@@ -16,6 +16,7 @@ from autoencoder.utils.errors import UserError
 from autoencoder.workflows.anomaly import score_run
 from autoencoder.workflows.jobs import train_and_evaluate
 from tests.conftest import compose_entry
+from tests.evaluation.test_measures import Toy
 from tests.sweeps.test_sweeps import multirun
 
 # The evaluation at its quickest: the one denoising row the headline keeps, few probe images and
@@ -67,6 +68,13 @@ def test_a_one_class_vae_run_adds_its_likelihood_and_the_anomaly_command_s_auroc
     for name in ANOMALY_SCORES:
         assert figures[f"anomaly_auroc_{name}"] == pytest.approx(scored[f"test_auroc_{name}"])
     assert "| normal classes | test AUROC (%), mse score |" in (tmp_path / "run" / "evaluation" / "evaluation.md").read_text()
+
+
+def test_a_measure_added_under_evaluation_measures_gives_its_headline_figures(make_cfg, tmp_path):
+    quickest = ["~evaluation.measures.denoising", "~evaluation.measures.latent", "~evaluation.measures.features"]
+    metrics = train_and_evaluate(make_cfg("evaluate=true", *QUICK, *quickest, f"+evaluation.measures.toy={{_target_:{Toy.__module__}.Toy,scale:1}}"))
+    evaluation = json.loads((tmp_path / "run" / "evaluation" / "evaluation.json").read_text())
+    assert metrics["evaluation"] == {"test_mse": evaluation["reconstruction"]["mse"], "toy_brightness": evaluation["toy"]["brightness"]}
 
 
 class PruneAtOnce(L.Callback):

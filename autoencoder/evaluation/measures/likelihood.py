@@ -1,0 +1,33 @@
+"""A VAE's likelihood of the test images: the -ELBO and the importance-weighted -log p(x), in nats."""
+
+import logging
+
+from autoencoder.evaluation.likelihood import likelihood
+from autoencoder.evaluation.measures.base import Measure, Outcome, Subject
+from autoencoder.utils.progress import Counted, Reporter
+from autoencoder.utils.tables import markdown_table
+
+log = logging.getLogger(__name__)
+
+
+class Likelihood(Measure):
+    """`samples` importance samples per image, decoded `decodes` at a time (autoencoder.evaluation.likelihood)."""
+
+    def __init__(self, samples: int, decodes: int) -> None:
+        self.samples, self.decodes = samples, decodes
+
+    def applies(self, subject: Subject) -> bool:
+        return subject.module.variant.generative  # the other variants define no p(x)
+
+    def measure(self, subject: Subject, steps: Counted) -> Outcome:
+        result = likelihood(subject.module, subject.split("test")[0], self.samples, self.decodes, subject.seed, Reporter(**subject.progress))
+        log.info("likelihood: -ELBO %.2f nats, -log p(x) %.2f nats (k=%d)", result["negative_elbo_nats"], result["nll_nats"], result["samples"])
+        table = markdown_table(
+            ["test -ELBO (nats)", f"test -log p(x), k={result['samples']} (nats)"], [[f"{result['negative_elbo_nats']:.2f}", f"{result['nll_nats']:.2f}"]]
+        )
+        return Outcome(
+            result=result,
+            tables=[table],
+            scalars={f"likelihood/{key}": value for key, value in result.items()},
+            headline={key: result[key] for key in ("negative_elbo_nats", "nll_nats")},
+        )
