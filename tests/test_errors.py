@@ -145,6 +145,7 @@ BAD_INPUTS = [
     ),
     (TRAIN + ("evaluate=yes",), "evaluate must be true or false, got 'yes'"),
     (TRAIN + ("evaluate=true", "evaluation.probe.knn_k=0"), "evaluation.probe.knn_k must be an integer >= 1, got 0"),
+    (TRAIN + ("evaluate=true", "+evaluation.measures.toy=5"), "measures.toy must be a measure config with a _target_, got 5"),
     (TRAIN + ("evaluate=true", "trainer.enable_checkpointing=false"), "evaluate=true evaluates the run's best checkpoint, and this run saves none"),
     (TRAIN + ("hydra.run.dir={tmp}/a_file/run",), "cannot write or read {tmp}/a_file/run: Not a directory"),
     (TRAIN + ("hparams_search=optuna",), "hparams_search=optuna runs a search: start it with -m"),

@@ -13,7 +13,7 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from autoencoder.evaluation.evaluate import evaluate, headline
+from autoencoder.evaluation.evaluate import evaluate, headline, instantiate_measures
 from autoencoder.runs.record import RunRecord
 from autoencoder.training.launch import launch
 from autoencoder.training.run import record_failure, train
@@ -24,7 +24,10 @@ log = logging.getLogger(__name__)
 
 def train_and_evaluate(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> dict:
     """A training run (autoencoder.training.run.train) that, with evaluate=true, evaluates its best
-    checkpoint once it has completed; returns what its metrics.json holds."""
+    checkpoint once it has completed; returns what its metrics.json holds. The measures are built
+    first: a bad entry under evaluation.measures stops the run before it trains, not after."""
+    if cfg.evaluate:
+        instantiate_measures(cfg.evaluation.measures)
     return train(cfg, callbacks, evaluate=evaluate_run)
 
 
