@@ -22,8 +22,8 @@ from autoencoder.training.run import train
 from autoencoder.workflows.jobs import train_and_evaluate
 from tests.conftest import FAST
 from tests.sweeps.test_sweeps import multirun
-from tests.training.test_evaluate_in_train import HEADLINE, QUICK
 from tests.training.test_run import read_events
+from tests.workflows.test_evaluate_in_train import HEADLINE, QUICK
 
 GROUPS_SHOWN = ["model", "variant", "corruption", "data", "optimizer", "scheduler", "trainer", "early_stopping"]
 

@@ -83,7 +83,7 @@ def test_one_class_runs_score_whole_splits_and_resume(fake_mnist, tmp_path, monk
     assert "| 4 |" in (tmp_path / "anomaly.md").read_text()
 
     # Asked again with the test set, the trained runs are scored on it, not trained again.
-    monkeypatch.setattr(anomaly_module, "train", lambda cfg: pytest.fail("a finished run was trained again"))
+    monkeypatch.setattr(anomaly_module, "train_and_evaluate", lambda cfg: pytest.fail("a finished run was trained again"))
     again = anomaly(entry(tmp_path, fake_mnist, "classes=[0,4]", "seeds=[0]", "data.val_size=100"))
     assert again["val"] == summary["val"] and set(again["test"]) == {"mse", "relative", "latent_knn", "pixel_knn", "combined"}
     test_x, test_y = dm.split("test")
