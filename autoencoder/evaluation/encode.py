@@ -19,12 +19,13 @@ from autoencoder.runs.checkpoints import datamodule_for, load_trained
 log = logging.getLogger(__name__)
 
 
-def encode(cfg: DictConfig, data_overrides: Mapping | None = None) -> tuple[Path, Path]:
+def encode(cfg: DictConfig, data: Mapping | None = None) -> tuple[Path, Path]:
     """Encode `cfg.split` with the checkpoint's encoder; returns the paths of codes and labels.
-    `data_overrides` replace keys of the run's data config (e.g. its data_dir)."""
+    `data` is the command line's data (keys of the run's, or another dataset:
+    autoencoder.runs.checkpoints.datamodule_for)."""
     validate(cfg)
     run_cfg, module = load_trained(cfg.ckpt_path)
-    images, labels = datamodule_for(run_cfg, data_overrides).split(cfg.split)
+    images, labels = datamodule_for(run_cfg, data).split(cfg.split)
     codes = in_batches(module.encode, images, cfg.batch_size)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -79,15 +79,16 @@ def write(out: Path, result: Evaluation, outcomes: list[Outcome]) -> None:
     write_atomic(out / "evaluation.md", tables)
 
 
-def evaluate(cfg: DictConfig, data_overrides: Mapping | None = None) -> Evaluation:
+def evaluate(cfg: DictConfig, data: Mapping | None = None) -> Evaluation:
     """Run the configured measures that apply on the checkpoint and write what they hand back.
-    `data_overrides` replace keys of the run's data config (e.g. its data_dir). Where stdout is not
-    a terminal the measures' steps (a denoising row, a probed input, ...) make `progress:` lines,
-    with the settings of `cfg.progress`."""
+    `data` is the command line's data (keys of the run's, or another dataset:
+    autoencoder.runs.checkpoints.datamodule_for). Where stdout is not a terminal the measures'
+    steps (a denoising row, a probed input, ...) make `progress:` lines, with the settings of
+    `cfg.progress`."""
     validate(cfg)
     measures = instantiate_measures(cfg.measures)
     run_cfg, module = load_trained(cfg.ckpt_path)
-    subject = Subject(module, run_cfg, datamodule_for(run_cfg, data_overrides), cfg.batch_size, cfg.seed, cfg.progress)
+    subject = Subject(module, run_cfg, datamodule_for(run_cfg, data), cfg.batch_size, cfg.seed, cfg.progress)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)  # an unwritable folder fails now, not after the measures
 

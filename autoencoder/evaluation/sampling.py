@@ -75,13 +75,13 @@ def interpolation(module: LitAutoencoder, first: Tensor, second: Tensor, steps: 
     return torch.cat([first[:, None], decoded, second[:, None]], dim=1)
 
 
-def sample(cfg: DictConfig, data_overrides: Mapping | None = None) -> dict:
+def sample(cfg: DictConfig, data: Mapping | None = None) -> dict:
     """Write prior.png (generative variants only), interpolation.png, their TensorBoard images and
-    sample.json to `cfg.output_dir`; returns what sample.json holds. `data_overrides` replace keys
-    of the run's data config (e.g. its data_dir)."""
+    sample.json to `cfg.output_dir`; returns what sample.json holds. `data` is the command
+    line's data (keys of the run's, or another dataset: autoencoder.runs.checkpoints.datamodule_for)."""
     validate(cfg)
     run_cfg, module = load_trained(cfg.ckpt_path)
-    images, _ = datamodule_for(run_cfg, data_overrides).split(cfg.split)
+    images, _ = datamodule_for(run_cfg, data).split(cfg.split)
     if 2 * cfg.pairs > len(images):
         raise UserError(
             f"pairs={cfg.pairs} needs {2 * cfg.pairs} distinct images, but the {cfg.split} split has {len(images)}; ask for at most {len(images) // 2} pairs"
