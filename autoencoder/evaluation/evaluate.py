@@ -28,18 +28,14 @@ log = logging.getLogger(__name__)
 
 
 class Evaluation(dict):
-    """evaluation.json's content, and the headline figures its measures picked, which the file leaves out."""
+    """evaluation.json's content, and the headline figures its measures picked, which the file leaves
+    out: what a training run with evaluate=true keeps in metrics.json, under flat names so that a
+    sweep's summary can make them columns (test MSE, denoising PSNR at gaussian 0.3, probe
+    accuracies, a VAE's -ELBO and -log p(x), ...)."""
 
     def __init__(self, content: dict, headline: dict[str, float]) -> None:
         super().__init__(content)
         self.headline = headline
-
-
-def headline(result: Evaluation) -> dict[str, float]:
-    """The figures of an evaluation that a training run with evaluate=true keeps in metrics.json,
-    under flat names so that a sweep's summary can make them columns: those of each measure that
-    ran (test MSE, denoising PSNR at gaussian 0.3, probe accuracies, a VAE's -ELBO and -log p(x), ...)."""
-    return result.headline
 
 
 def instantiate_measures(measures: DictConfig | None) -> dict[str, Measure]:

@@ -13,7 +13,7 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from autoencoder.evaluation.evaluate import evaluate, headline, instantiate_measures
+from autoencoder.evaluation.evaluate import evaluate, instantiate_measures
 from autoencoder.runs.record import RunRecord
 from autoencoder.training.launch import launch
 from autoencoder.training.run import record_failure, train
@@ -39,7 +39,7 @@ def evaluate_run(cfg: DictConfig, record: RunRecord) -> dict:
     out = Path(cfg.output_dir)
     checkpoint = record.best_checkpoint or record.last_checkpoint
     settings = OmegaConf.merge({"ckpt_path": checkpoint, "output_dir": str(out / "evaluation"), "progress": cfg.progress}, cfg.evaluation)
-    figures = headline(evaluate(settings))
+    figures = evaluate(settings).headline
     replace(record, evaluation=figures).write(out)
     log.info("evaluation: %s | %s", ", ".join(f"{key} {value:.4g}" for key, value in figures.items()), out / "evaluation")
     return figures

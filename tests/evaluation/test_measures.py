@@ -8,7 +8,7 @@ import torch
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from autoencoder.evaluation.evaluate import evaluate, headline, instantiate_measures
+from autoencoder.evaluation.evaluate import evaluate, instantiate_measures
 from autoencoder.evaluation.measures.base import Measure, Outcome, Subject
 from autoencoder.utils.errors import UserError
 from autoencoder.utils.progress import Counted
@@ -58,7 +58,7 @@ def test_a_measure_added_by_config_alone_reaches_every_output(trained_checkpoint
     result = evaluate(compose_entry("evaluate", tmp_path, f"ckpt_path={trained_checkpoint}", *RECONSTRUCTION_ONLY, toy), {"data_dir": str(fake_mnist)})
     brightness = result["toy"]["brightness"]
     assert json.loads((tmp_path / "evaluation.json").read_text()) == result and list(result)[-2:] == ["reconstruction", "toy"]
-    assert brightness > 0 and headline(result) == {"test_mse": result["reconstruction"]["mse"], "toy_brightness": brightness}
+    assert brightness > 0 and result.headline == {"test_mse": result["reconstruction"]["mse"], "toy_brightness": brightness}
     assert f"| toy brightness |\n|---|\n| {brightness:.4f} |" in (tmp_path / "evaluation.md").read_text()
     assert scalars(tmp_path)["eval/toy/brightness"] == pytest.approx(brightness)
     assert (tmp_path / "toy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -70,7 +70,7 @@ def test_a_measure_that_does_not_apply_is_skipped_and_leaves_no_trace(trained_ch
     result = evaluate(compose_entry("evaluate", tmp_path, f"ckpt_path={trained_checkpoint}", *RECONSTRUCTION_ONLY, never), {"data_dir": str(fake_mnist)})
     # Nor do the likelihood (not a VAE) and the anomaly detection (trained on every class) leave one.
     assert list(result) == ["checkpoint", "data", "latent_dim", "trained_noise", "reconstruction"]
-    assert headline(result) == {"test_mse": result["reconstruction"]["mse"]}
+    assert result.headline == {"test_mse": result["reconstruction"]["mse"]}
     assert json.loads((tmp_path / "evaluation.json").read_text()) == result
     heads = [table.splitlines()[0] for table in (tmp_path / "evaluation.md").read_text().split("\n\n")[1:]]
     assert heads == ["| test MSE | test BCE | test PSNR (dB) | test SSIM |", "| class | 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 |"]  # the reconstruction's
