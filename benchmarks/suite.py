@@ -24,12 +24,27 @@ import lightning
 import torch
 from omegaconf import DictConfig
 
-from autoencoder.config.validation import validate
+from autoencoder.config.validation import DATA, RUN, integer, number, one_of, strings, text, validate
 from autoencoder.utils.errors import UserError
 from autoencoder.utils.files import write_atomic, write_json
 from autoencoder.utils.hardware import cpu_has_native_bf16, uses_gpu
 
 LECTURE, DEFAULTS, COMPUTE = "a: lecture-style loop", "b: framework defaults", "c: compute bound"
+# conf/bench.yaml's keys, data.* for the images timed on.
+RULES = {
+    **RUN,
+    **DATA,
+    "train_size": integer(1),
+    "epochs": integer(2),
+    "repeats": integer(1),
+    "noise": number(0),
+    "seed": integer(0, 2**32 - 1),
+    "accelerator": one_of("auto", "cpu", "gpu"),
+    "overrides": strings(empty=True),
+    "framework_variants.*": strings(empty=True),
+    "compute_variants.*": strings(empty=True),
+    "docs": text(null=True),
+}
 
 
 def machine(device: str) -> str:
@@ -139,7 +154,7 @@ def write_section(path: Path, name: str, section: str) -> None:
 def bench(cfg: DictConfig, command: str, data_overrides: Mapping | None = None) -> dict[str, list[dict]]:
     """Run every kind `cfg.repeats` times, write bench.json, bench.md and the docs section.
     `data_overrides` (the command's `data.*` on the command line) go to every run's data config."""
-    validate(cfg)
+    validate(cfg, RULES)
     device = "gpu" if uses_gpu(cfg.accelerator) else "cpu"
     out = Path(cfg.output_dir)
     overrides = [*cfg.overrides, *(f"data.{key}={json.dumps(value)}" for key, value in (data_overrides or {}).items())]

@@ -20,12 +20,26 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from autoencoder.config.validation import validate
+from autoencoder.config.validation import RUN, integers, number, strings, text, validate
 from autoencoder.runs.record import RunRecord
 from autoencoder.utils.errors import UserError
 from autoencoder.utils.files import write_json
 from autoencoder.utils.hardware import uses_gpu
 from benchmarks.suite import fmt, machine, median_of, write_section
+
+# conf/time_to_quality.yaml's keys.
+RULES = {
+    **RUN,
+    "seeds": integers(0, 2**32 - 1, distinct=True),
+    "recipes.*": strings(empty=True),
+    "configs.*.overrides": strings(empty=True),
+    "configs.*.target": number(above=0),
+    "configs.*.test_loss": number(above=0),
+    "targets.time_ratio": number(above=0),
+    "targets.test_loss_percent": number(0),
+    "overrides": strings(empty=True),
+    "docs": text(null=True),
+}
 
 
 def first_reach(history: list[dict], target: float) -> dict | None:
@@ -129,7 +143,7 @@ def render(name: str, by_recipe: dict[str, list[dict]], cfg: DictConfig, command
 
 def time_to_quality(cfg: DictConfig, command: str) -> dict[str, dict[str, list[dict]]]:
     """Train every config with every recipe once per seed; write the table and return the runs."""
-    validate(cfg)
+    validate(cfg, RULES)
     out = Path(cfg.output_dir)
     recipes = list(cfg.recipes)
     results = {name: {recipe: [] for recipe in recipes} for name in cfg.configs}

@@ -1,15 +1,19 @@
-"""Every value a user can set, checked in one place before anything is built.
+"""Every value a user can set, checked before anything is built.
 
-`RULES` maps each config key (a dotted path; `*` stands for any one name) to its type and range;
-`validate(cfg)` walks every key of a composed config and stops at the first bad value with one line
-naming the key, the value and what is allowed. A few checks need two keys at once (`CROSS_CHECKS`).
-Keys that only repeat another (`${...}` interpolations) are checked where they point, and keys a
-user adds with `+` (a callback's arguments, say) are left to the class they configure.
+A rule set maps each config key (a dotted path; `*` stands for any one name) to its type and range.
+`RULES` is the training config's (train, shapes, and the base of anomaly's); the other commands
+keep their own beside their function (evaluate's `RULES` in autoencoder.evaluation.evaluate, ...),
+made of `RUN` and `DATA` here and their own keys, so that a key such as `seed` or `steps` means
+one thing per command. `validate(cfg, rules)` walks every key of a composed config and stops at the
+first bad value with one line naming the key, the value and what is allowed. A few checks need two
+keys at once (`CROSS_CHECKS`). Keys that only repeat another (`${...}` interpolations) are checked
+where they point, and keys a user adds with `+` (a callback's arguments, say) are left to the class
+they configure.
 """
 
 import fnmatch
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from hydra.utils import get_class
@@ -131,8 +135,36 @@ EVALUATION: dict[str, Rule] = {
     "anomaly.knn_k": integer(1),
 }
 
+# Every command's: where it writes, and its progress lines where stdout is not a terminal (conf/progress/).
+RUN: dict[str, Rule] = {
+    "output_dir": text(),
+    "runs_in": text(),
+    "progress.every_seconds": number(above=0),
+    "progress.every_fraction": Rule(lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
+}
+# The data config's (conf/data/), for training and for the commands that read a checkpoint's run.
+DATA: dict[str, Rule] = {
+    "data.data_dir": text(null=True),
+    "data.batch_size": integer(1),
+    "data.val_size": anything_of(integer(1), Rule(FRACTION.accepts, "a fraction in (0, 1) of the training images")),
+    "data.train_size": integer(1, null=True),
+    "data.split_seed": integer(0),
+    "data.shuffle_seed": integer(0),
+    "data.download": boolean(),
+    "data.check_md5": boolean(),
+    "data.grayscale": boolean(),
+    "data.binarize": boolean(),
+    "data.path": text(),
+    "data.size": integer(1),
+    "data.test_size": FRACTION,
+    "data.classes": CLASSES,
+    "data.image_shape": integers(1, length=3),
+}
+
 RULES: dict[str, Rule] = {
     # the training config (conf/config.yaml and its groups)
+    **RUN,
+    **DATA,
     "noise": number(0),
     "loss": one_of("mse", "bce"),
     "seed": integer(0, 2**32 - 1),
@@ -146,11 +178,6 @@ RULES: dict[str, Rule] = {
     **{f"evaluation.{key}": rule for key, rule in EVALUATION.items()},
     "interrupts.signals": strings(empty=True, options=STOP_SIGNALS),
     "interrupts.requeue_signals": strings(empty=True, options=STOP_SIGNALS),
-    # train, evaluate and anomaly: plain progress lines where stdout is not a terminal (conf/progress/)
-    "progress.every_seconds": number(above=0),
-    "progress.every_fraction": Rule(lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
-    "output_dir": text(),
-    "runs_in": text(),
     "module.eval_noise_seed": integer(0),
     "model.latent_dim": integer(1),
     "model.input_shape": integers(1, length=3),
@@ -186,21 +213,6 @@ RULES: dict[str, Rule] = {
     "scheduler.lightning.interval": one_of("step", "epoch"),
     "scheduler.lightning.frequency": integer(1),
     "scheduler.lightning.monitor": text(),
-    "data.data_dir": text(null=True),
-    "data.batch_size": integer(1),
-    "data.val_size": anything_of(integer(1), Rule(FRACTION.accepts, "a fraction in (0, 1) of the training images")),
-    "data.train_size": integer(1, null=True),
-    "data.split_seed": integer(0),
-    "data.shuffle_seed": integer(0),
-    "data.download": boolean(),
-    "data.check_md5": boolean(),
-    "data.grayscale": boolean(),
-    "data.binarize": boolean(),
-    "data.path": text(),
-    "data.size": integer(1),
-    "data.test_size": FRACTION,
-    "data.classes": CLASSES,
-    "data.image_shape": integers(1, length=3),
     "early_stopping.monitor": text(),
     "early_stopping.mode": one_of("min", "max"),
     "early_stopping.patience": integer(0),
@@ -266,44 +278,16 @@ RULES: dict[str, Rule] = {
     "trainer.default_root_dir": text(),
     "trainer.enable_autolog_hparams": boolean(),
     "trainer.model_registry": text(null=True),
-    # anomaly
-    "classes": CLASSES,
-    "test": boolean(),
-    "knn_k": integer(1),
-    "seeds": integers(0, 2**32 - 1, distinct=True),
-    # evaluate and encode
-    **EVALUATION,
-    "split": one_of("train", "val", "test"),
-    # sample
-    "num_samples": integer(1),
-    "pairs": integer(1),
-    "steps": integer(2),
-    # bench
-    "train_size": integer(1),
-    "epochs": integer(2),
-    "repeats": integer(1),
-    "accelerator": one_of("auto", "cpu", "gpu"),
-    "overrides": strings(empty=True),
-    "framework_variants.*": strings(empty=True),
-    "compute_variants.*": strings(empty=True),
-    "docs": text(null=True),
-    # time_to_quality
-    "recipes.*": strings(empty=True),
-    "configs.*.overrides": strings(empty=True),
-    "configs.*.target": number(above=0),
-    "configs.*.test_loss": number(above=0),
-    "targets.time_ratio": number(above=0),
-    "targets.test_loss_percent": number(0),
 }
 
 # Nodes whose keys are not user settings: Hydra's own, and the module's links to other nodes.
 SKIPPED = ("hydra", "module.net", "module.variant", "module.corruption", "module.optimizer")
 
 
-def _rule(key: str) -> Rule | None:
-    if key in RULES:
-        return RULES[key]
-    return next((rule for pattern, rule in RULES.items() if "*" in pattern and fnmatch.fnmatchcase(key, pattern)), None)
+def _rule(key: str, rules: Mapping[str, Rule]) -> Rule | None:
+    if key in rules:
+        return rules[key]
+    return next((rule for pattern, rule in rules.items() if "*" in pattern and fnmatch.fnmatchcase(key, pattern)), None)
 
 
 def _leaves(node: DictConfig, prefix: str = ""):
@@ -378,17 +362,18 @@ CROSS_CHECKS = (
 )
 
 
-def validate(cfg: DictConfig, prefix: str = "") -> None:
-    """Check every setting of a composed config; raise a UserError for the first bad one. With a
-    `prefix` (`data.`), `cfg` is that node alone: its own keys are checked, not the cross-checks."""
+def validate(cfg: DictConfig, rules: Mapping[str, Rule] = RULES, prefix: str = "") -> None:
+    """Check every setting of a composed config against its command's `rules`; raise a UserError
+    for the first bad one. With a `prefix` (`data.`), `cfg` is that node alone: its own keys are
+    checked, not the cross-checks."""
     for key, value in _leaves(cfg, prefix):
-        rule = _rule(key)
+        rule = _rule(key, rules)
         if rule is not None and not rule.accepts(value):
             raise UserError(f"{key} must be {rule.allowed}, got {value!r}")
     for check in CROSS_CHECKS if not prefix else ():
         check(cfg)
 
 
-def unchecked_keys(cfg: DictConfig) -> list[str]:
-    """The settings of `cfg` that no rule covers (the tests keep this empty for every command)."""
-    return [key for key, _ in _leaves(cfg) if _rule(key) is None]
+def unchecked_keys(cfg: DictConfig, rules: Mapping[str, Rule] = RULES) -> list[str]:
+    """The settings of `cfg` that no rule of `rules` covers (the tests keep this empty for every command)."""
+    return [key for key, _ in _leaves(cfg) if _rule(key, rules) is None]

@@ -12,18 +12,22 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from autoencoder.config.validation import validate
+from autoencoder.config.validation import DATA, RUN, integer, one_of, text, validate
+from autoencoder.data.images import SPLITS
 from autoencoder.evaluation.batched import in_batches
 from autoencoder.runs.checkpoints import datamodule_for, load_trained
 
 log = logging.getLogger(__name__)
+
+# conf/encode.yaml's keys, data.* for the run's data.
+RULES = {**RUN, **DATA, "ckpt_path": text(), "split": one_of(*SPLITS), "batch_size": integer(1)}
 
 
 def encode(cfg: DictConfig, data: Mapping | None = None) -> tuple[Path, Path]:
     """Encode `cfg.split` with the checkpoint's encoder; returns the paths of codes and labels.
     `data` is the command line's data (keys of the run's, or another dataset:
     autoencoder.runs.checkpoints.datamodule_for)."""
-    validate(cfg)
+    validate(cfg, RULES)
     run_cfg, module = load_trained(cfg.ckpt_path)
     images, labels = datamodule_for(run_cfg, data).split(cfg.split)
     codes = in_batches(module.encode, images, cfg.batch_size)

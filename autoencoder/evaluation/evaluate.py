@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import save_image
 
-from autoencoder.config.validation import validate
+from autoencoder.config.validation import DATA, EVALUATION, RUN, text, validate
 from autoencoder.evaluation.measures.base import Measure, Outcome, Subject
 from autoencoder.runs.checkpoints import datamodule_for, load_trained
 from autoencoder.utils.errors import UserError
@@ -25,6 +25,9 @@ from autoencoder.utils.files import write_atomic, write_json
 from autoencoder.utils.progress import Counted, Reporter
 
 log = logging.getLogger(__name__)
+
+# conf/evaluate.yaml's keys: the evaluation's settings, the checkpoint, and data.* for its run's data.
+RULES = {**RUN, **DATA, **EVALUATION, "ckpt_path": text()}
 
 
 class Evaluation(dict):
@@ -81,7 +84,7 @@ def evaluate(cfg: DictConfig, data: Mapping | None = None) -> Evaluation:
     autoencoder.runs.checkpoints.datamodule_for). Where stdout is not a terminal the measures'
     steps (a denoising row, a probed input, ...) make `progress:` lines, with the settings of
     `cfg.progress`."""
-    validate(cfg)
+    validate(cfg, RULES)
     measures = instantiate_measures(cfg.measures)
     run_cfg, module = load_trained(cfg.ckpt_path)
     subject = Subject(module, run_cfg, datamodule_for(run_cfg, data), cfg.batch_size, cfg.seed, cfg.progress)

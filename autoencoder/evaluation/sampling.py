@@ -25,7 +25,8 @@ from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
 
-from autoencoder.config.validation import validate
+from autoencoder.config.validation import DATA, RUN, integer, one_of, text, validate
+from autoencoder.data.images import SPLITS
 from autoencoder.evaluation.batched import in_batches
 from autoencoder.models.module import LitAutoencoder
 from autoencoder.runs.checkpoints import datamodule_for, load_trained
@@ -33,6 +34,19 @@ from autoencoder.utils.errors import UserError
 from autoencoder.utils.files import write_atomic, write_json
 
 log = logging.getLogger(__name__)
+
+# conf/sample.yaml's keys, data.* for the run's data.
+RULES = {
+    **RUN,
+    **DATA,
+    "ckpt_path": text(),
+    "num_samples": integer(1),
+    "pairs": integer(1),
+    "split": one_of(*SPLITS),
+    "steps": integer(2),
+    "seed": integer(0, 2**32 - 1),
+    "batch_size": integer(1),
+}
 
 SETTINGS = ("num_samples", "pairs", "steps", "split", "seed")
 
@@ -79,7 +93,7 @@ def sample(cfg: DictConfig, data: Mapping | None = None) -> dict:
     """Write prior.png (generative variants only), interpolation.png, their TensorBoard images and
     sample.json to `cfg.output_dir`; returns what sample.json holds. `data` is the command
     line's data (keys of the run's, or another dataset: autoencoder.runs.checkpoints.datamodule_for)."""
-    validate(cfg)
+    validate(cfg, RULES)
     run_cfg, module = load_trained(cfg.ckpt_path)
     images, _ = datamodule_for(run_cfg, data).split(cfg.split)
     if 2 * cfg.pairs > len(images):

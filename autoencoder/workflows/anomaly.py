@@ -28,7 +28,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, open_dict
 
-from autoencoder.config.validation import validate
+from autoencoder.config.validation import CLASSES, RULES, boolean, integer, integers, validate
 from autoencoder.evaluation.metrics import auroc
 from autoencoder.evaluation.scores import EVERY_VARIANT, SCORES, scorer
 from autoencoder.runs.checkpoints import datamodule_for, load_trained
@@ -39,6 +39,9 @@ from autoencoder.utils.tables import format_mean_std, markdown_table
 from autoencoder.workflows.jobs import train_and_evaluate
 
 log = logging.getLogger(__name__)
+
+# conf/anomaly.yaml's keys: the training config's and the table's own.
+ANOMALY_RULES = {**RULES, "classes": CLASSES, "test": boolean(), "knn_k": integer(1), "seeds": integers(0, 2**32 - 1, distinct=True)}
 
 # AUROC in % for normal classes 0..9, by data module.
 PUBLISHED = {
@@ -127,7 +130,7 @@ def table(results: list[dict], labels: list[int], seeds: list[int], names: tuple
 def anomaly(cfg: DictConfig) -> dict:
     """Run every (class, seed) pair, then write anomaly.json and anomaly.md; returns the summary.
     Where stdout is not a terminal, `progress:` lines count the runs done (`cfg.progress`)."""
-    validate(cfg)
+    validate(cfg, ANOMALY_RULES)
     datamodule = datamodule_for(cfg)
     dataset = datamodule.dataset
     labels = sorted(dataset.labels_of(cfg.classes, key="classes")) if cfg.classes is not None else list(range(len(dataset.class_names)))

@@ -4,8 +4,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
 from autoencoder import CONFIG_DIR
-from autoencoder.config.validation import unchecked_keys, validate
+from autoencoder.config.validation import RULES, unchecked_keys, validate
+from autoencoder.evaluation import encode, evaluate, sampling
 from autoencoder.utils.errors import UserError
+from autoencoder.workflows import anomaly
+from benchmarks import suite, time_to_quality
 
 ENTRY_POINTS = {
     "config": [],
@@ -16,6 +19,17 @@ ENTRY_POINTS = {
     "bench": [],
     "shapes": [],
     "time_to_quality": [],
+}
+# Each command's rules, kept beside its function.
+COMMAND_RULES = {
+    "config": RULES,
+    "evaluate": evaluate.RULES,
+    "encode": encode.RULES,
+    "sample": sampling.RULES,
+    "anomaly": anomaly.ANOMALY_RULES,
+    "bench": suite.RULES,
+    "shapes": RULES,
+    "time_to_quality": time_to_quality.RULES,
 }
 GROUP_OPTIONS = [
     f"{group.name}={option.stem}"
@@ -36,8 +50,15 @@ def composed(name: str = "config", *overrides: str):
 @pytest.mark.parametrize("name", ENTRY_POINTS)
 def test_every_key_of_every_command_has_a_rule_and_the_defaults_pass(name):
     cfg = composed(name)
-    assert unchecked_keys(cfg) == []
-    validate(cfg)
+    assert unchecked_keys(cfg, COMMAND_RULES[name]) == []
+    validate(cfg, COMMAND_RULES[name])
+
+
+def test_a_key_means_one_thing_per_command():
+    # `steps` is sample's number of interpolation steps; in training it is no setting at all
+    assert sampling.RULES["steps"].accepts(2) and "steps" not in RULES
+    with pytest.raises(UserError, match=r"^steps must be an integer >= 2, got 1$"):
+        validate(composed("sample", "steps=1"), sampling.RULES)
 
 
 @pytest.mark.parametrize("option", GROUP_OPTIONS)
@@ -107,7 +128,7 @@ def test_bad_training_values_name_the_key_the_value_and_what_is_allowed(override
 )
 def test_bad_values_of_the_other_commands(name, overrides, message):
     with pytest.raises(UserError, match=f"^{message}$"):
-        validate(composed(name, *overrides))
+        validate(composed(name, *overrides), COMMAND_RULES[name])
 
 
 def test_fp16_needs_a_gpu(monkeypatch):
