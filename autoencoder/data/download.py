@@ -1,11 +1,11 @@
 """Files a dataset needs: downloaded from the dataset's official mirrors when they are missing and
 the network allows, checked against the official md5, and checked again once read.
 
-Only the standard library is used (urllib, gzip, tarfile), so that a missing dataset on a machine
-without a network is reported within a second of the command starting.
+Only the standard library is used (urllib, tarfile; gzip in the datasets that unpack with it), so
+that a missing dataset on a machine without a network is reported within a second of the command
+starting.
 """
 
-import gzip
 import hashlib
 import io
 import logging
@@ -54,11 +54,6 @@ def download(urls: Sequence[str], md5: str) -> bytes:
         if i < len(urls):
             log.info("%s failed (%s); trying the next mirror", url, error)
     raise error
-
-
-def gunzip_to(folder: Path, name: str, data: bytes) -> None:
-    """Unpack the gzip bytes `data` into `folder/name`, atomically."""
-    write_atomic(folder / name, gzip.decompress(data))
 
 
 def untar_to(folder: Path, data: bytes, members: Sequence[str]) -> None:

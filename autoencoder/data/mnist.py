@@ -7,12 +7,14 @@ Missing files are downloaded (gzipped) from the dataset's mirrors, the ones torc
 no network the run stops with one line saying where to put them.
 """
 
+import gzip
 from collections.abc import Mapping, Sequence
 
 from typing_extensions import override
 
 from autoencoder.data.dataset import DATA_ENV, ImageDataset, data_folder
-from autoencoder.data.download import download, fetch_files, gunzip_to
+from autoencoder.data.download import download, fetch_files
+from autoencoder.utils.files import write_atomic
 
 SPLIT_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
@@ -56,7 +58,8 @@ class IDXDataset(ImageDataset):
 
     def _download(self, names: list[str]) -> None:
         for name in names:
-            gunzip_to(self.raw_dir, name, download([f"{mirror}{name}.gz" for mirror in self.mirrors], self.gz_md5[name]))
+            gzipped = download([f"{mirror}{name}.gz" for mirror in self.mirrors], self.gz_md5[name])
+            write_atomic(self.raw_dir / name, gzip.decompress(gzipped))
 
     @override
     def load(self, split: str):

@@ -41,7 +41,7 @@ from autoencoder.utils.files import remove_stale_temporaries, write_atomic
 log = logging.getLogger(__name__)
 
 # What evaluates a completed run (its config, its record) into the figures its record keeps.
-Evaluation = Callable[[DictConfig, RunRecord], dict[str, float]]
+Evaluator = Callable[[DictConfig, RunRecord], dict[str, float]]
 
 
 def _hparams(cfg: DictConfig) -> dict:
@@ -96,7 +96,7 @@ def unfinished_run(cfg: DictConfig) -> str | None:
     return str(out) if wanted and run_status(out) not in FINAL_STATUSES and latest_checkpoint(out) and (out / "config.yaml").is_file() else None
 
 
-def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = (), evaluate: Evaluation | None = None) -> dict:
+def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = (), evaluate: Evaluator | None = None) -> dict:
     """Fit, test the best checkpoint, write metrics.json; returns what it holds. `callbacks` are
     added to the configured ones (the benchmark times steps with one). With `resume=<run folder>`
     the run goes on in that folder, with its config, from its latest checkpoint; with
