@@ -24,14 +24,13 @@ from pathlib import Path
 import lightning as L
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from typing_extensions import override
 
-from autoencoder import CONFIG_DIR
 from autoencoder.data.batches import ShuffledBatches
 from autoencoder.data.images import data_module
+from autoencoder.utils.cli import load_config
 from autoencoder.utils.files import write_json
 from autoencoder.utils.hardware import uses_gpu
 
@@ -93,19 +92,18 @@ class LightningEpochClock(L.Callback):
 def compose_config(settings: dict, overrides: list[str] = ()) -> DictConfig:
     """The framework's config for this benchmark: its defaults, the benchmark's subset, epochs,
     noise and accelerator, then the run's own overrides."""
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(
-            config_name="config",
-            overrides=[
-                f"data.train_size={settings['train_size']}",
-                f"trainer.max_epochs={settings['epochs']}",
-                f"noise={settings['noise']}",
-                f"seed={settings['seed']}",
-                f"trainer.accelerator={settings['accelerator']}",
-                f"output_dir={settings['run_dir']}",
-                *overrides,
-            ],
-        )
+    return load_config(
+        "config",
+        [
+            f"data.train_size={settings['train_size']}",
+            f"trainer.max_epochs={settings['epochs']}",
+            f"noise={settings['noise']}",
+            f"seed={settings['seed']}",
+            f"trainer.accelerator={settings['accelerator']}",
+            f"output_dir={settings['run_dir']}",
+            *overrides,
+        ],
+    )
 
 
 def _device(cfg: DictConfig) -> torch.device:

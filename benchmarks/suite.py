@@ -24,7 +24,7 @@ import lightning
 import torch
 from omegaconf import DictConfig
 
-from autoencoder.config.validation import DATA, RUN, integer, number, one_of, strings, text, validate
+from autoencoder.config.validation import RUN, integer, number, one_of, strings, text, validate
 from autoencoder.utils.errors import UserError
 from autoencoder.utils.files import write_atomic, write_json
 from autoencoder.utils.hardware import cpu_has_native_bf16, uses_gpu
@@ -33,7 +33,6 @@ LECTURE, DEFAULTS, COMPUTE = "a: lecture-style loop", "b: framework defaults", "
 # conf/bench.yaml's keys, data.* for the images timed on.
 RULES = {
     **RUN,
-    **DATA,
     "train_size": integer(1),
     "epochs": integer(2),
     "repeats": integer(1),

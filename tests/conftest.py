@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
-from autoencoder import CONFIG_DIR
 from autoencoder.data.dataset import DATA_ENV
+from autoencoder.utils.cli import load_config
 
 TRAIN_SIZE, TEST_SIZE = 300, 60
 
@@ -104,8 +103,7 @@ def make_cfg(tmp_path, fake_mnist):
     """Compose the project's config with overrides, writing into tmp_path, on the fake data."""
 
     def _make(*overrides: str, output_dir: Path | None = None) -> DictConfig:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=[f"data.data_dir={fake_mnist}", *FAST, *overrides])
+        cfg = load_config("config", [f"data.data_dir={fake_mnist}", *FAST, *overrides])
         with open_dict(cfg):
             cfg.output_dir = str(output_dir or tmp_path / "run")
         return cfg
@@ -123,8 +121,7 @@ def trained_checkpoint(tmp_path_factory, fake_mnist) -> Path:
     """The best checkpoint of a latent-2 denoising run trained for a few batches on the fake data."""
     from autoencoder.training.run import train
 
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"data.data_dir={fake_mnist}", *FAST, "model.latent_dim=2", "noise=0.2", "logger=none"])
+    cfg = load_config("config", [f"data.data_dir={fake_mnist}", *FAST, "model.latent_dim=2", "noise=0.2", "logger=none"])
     with open_dict(cfg):
         cfg.output_dir = str(tmp_path_factory.mktemp("trained"))
     return Path(train(cfg)["best_checkpoint"])
@@ -132,8 +129,7 @@ def trained_checkpoint(tmp_path_factory, fake_mnist) -> Path:
 
 def compose_entry(config_name: str, output_dir: Path, *overrides: str) -> DictConfig:
     """Compose one of the entry points' configs (evaluate, encode, anomaly) writing to output_dir."""
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=list(overrides))
+    cfg = load_config(config_name, list(overrides))
     with open_dict(cfg):
         cfg.output_dir = str(output_dir)
     return cfg

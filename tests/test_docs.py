@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from omegaconf import DictConfig, OmegaConf
 
 from autoencoder import CONFIG_DIR, REPO_DIR
 from autoencoder.data.dataset import DATA_ENV
+from autoencoder.utils.cli import load_config
 from tests.conftest import FAST, run_module
 
 README = REPO_DIR / "README.md"
@@ -176,8 +176,7 @@ BASES = {"trainer": {"default"}}  # files that the group's options extend, not o
 
 @cache
 def composed(config: str, *overrides: str) -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name=config, overrides=list(overrides), return_hydra_config=True)
+    return load_config(config, list(overrides), return_hydra_config=True)
 
 
 def value(text: str) -> object:

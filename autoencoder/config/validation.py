@@ -1,25 +1,41 @@
 """Every value a user can set, checked before anything is built.
 
-A rule set maps each config key (a dotted path; `*` stands for any one name) to its type and range.
-`RULES` is the training config's (train, shapes, and the base of anomaly's); the other commands
-keep their own beside their function (evaluate's `RULES` in autoencoder.evaluation.evaluate, ...),
-made of `RUN` and `DATA` here and their own keys, so that a key such as `seed` or `steps` means
-one thing per command. `validate(cfg, rules)` walks every key of a composed config and stops at the
-first bad value with one line naming the key, the value and what is allowed. A few checks need two
-keys at once (`CROSS_CHECKS`). Keys that only repeat another (`${...}` interpolations) are checked
-where they point, and keys a user adds with `+` (a callback's arguments, say) are left to the class
-they configure.
+A setting's type, range and default are written once, beside what it configures:
+
+- a node with a `_target_` (a dataset, network, variant, corruption, schedule, measure, callback,
+  Lightning's Trainer, a torch optimizer) takes the keyword arguments of its class or function
+  (`settings`): each one's rule is the `Annotated[...]` rule of its annotation
+  (`beta: Annotated[float, number(0)] = 1.0`), else a narrower rule for a third-party class
+  (`THIRD_PARTY`: Lightning's `max_epochs` is an integer >= -1), else its plain type hint; its
+  default is the signature's. A node's YAML names only what it chooses and links (`noise: ${noise}`).
+- the other keys are the command's own, in its rule set: `RULES` here is the training config's
+  (train, shapes, and the base of anomaly's); evaluate's, encode's, sample's, ... are kept beside
+  their function, so that a key such as `seed` or `steps` means one thing per command.
+
+`validate(cfg, rules)` walks every key of a composed config once, stops at the first bad or unknown
+one with one line naming the key, the value and what is allowed, and fills in the defaults a node
+left out, so that the config a run keeps says all it ran with. A few checks need two keys at once
+(`CROSS_CHECKS`). Keys that only repeat another (`${...}` interpolations) are checked where they
+point. This module imports a node's class to read its signature, and the light commands' nodes
+(datasets) are light.
 """
 
+import collections.abc
 import fnmatch
+import functools
+import inspect
 import math
+import types
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Annotated, Literal, Union, get_args, get_origin
 
-from hydra.utils import get_class
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from hydra.utils import get_class, get_object
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from autoencoder import CONFIG_DIR
+from autoencoder.utils.cli import closest
 from autoencoder.utils.errors import UserError
 from autoencoder.utils.hardware import PRECISIONS, uses_gpu
 
@@ -51,14 +67,22 @@ def integer(low: int | None = None, high: int | None = None, null: bool = False)
     return _or_null(Rule(ok, allowed), null)
 
 
-def number(low: float | None = None, high: float | None = None, above: float | None = None, null: bool = False) -> Rule:
-    if above is not None:
-        allowed = f"a number > {above:g}"
-    elif high is not None:
-        allowed = f"a number in [{low:g}, {high:g}]"
+def number(low: float | None = None, high: float | None = None, above: float | None = None, below: float | None = None, null: bool = False) -> Rule:
+    """A finite number within the bounds given: `low`/`high` included, `above`/`below` excluded."""
+    start = f"[{low:g}" if low is not None else f"({above:g}" if above is not None else None
+    end = f"{high:g}]" if high is not None else f"{below:g})" if below is not None else None
+    if start and end:
+        allowed = f"a number in {start}, {end}"
+    elif start:
+        allowed = f"a number {'>=' if low is not None else '>'} {start[1:]}"
+    elif end:
+        allowed = f"a number {'<=' if high is not None else '<'} {end[:-1]}"
     else:
-        allowed = "a number" if low is None else f"a number >= {low:g}"
-    ok = lambda v: _is_number(v) and (low is None or v >= low) and (high is None or v <= high) and (above is None or v > above)  # noqa: E731
+        allowed = "a number"
+
+    def ok(v: object) -> bool:
+        return _is_number(v) and (low is None or v >= low) and (high is None or v <= high) and (above is None or v > above) and (below is None or v < below)
+
     return _or_null(Rule(ok, allowed), null)
 
 
@@ -105,6 +129,7 @@ def anything_of(*rules: Rule) -> Rule:
     return Rule(lambda v: any(r.accepts(v) for r in rules), " or ".join(r.allowed for r in rules))
 
 
+NULL = Rule(lambda v: v is None, "null")
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGHUP")
 CLASSES = Rule(
     lambda v: (
@@ -112,59 +137,132 @@ CLASSES = Rule(
     ),
     "a non-empty list of distinct class names or labels (integers >= 0) or null",
 )
-FRACTION = Rule(lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)")
+FRACTION = number(above=0, below=1)
 COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CORRUPTIONS = tuple(sorted(p.stem for p in (CONFIG_DIR / "corruption").glob("*.yaml")))
 
-# The evaluation's settings (conf/evaluation/default.yaml): evaluate's top-level keys, and a training
-# run's under `evaluation` (evaluate=true).
-EVALUATION: dict[str, Rule] = {
-    "batch_size": integer(1),
-    "seed": integer(0, 2**32 - 1),
-    "denoising.corruptions": strings(options=CORRUPTIONS),
-    "denoising.noise": numbers(0),
-    "denoising.tuning_images": integer(1),
-    "latent.tsne": boolean(),
-    "latent.tsne_points": integer(2),
-    "latent.projector_points": integer(1),
-    "latent.manifold_steps": integer(2),
-    "probe.train_size": integer(1, null=True),
-    "probe.knn_k": integer(1),
-    "likelihood.samples": integer(1),
-    "likelihood.decodes": integer(1),
-    "anomaly.knn_k": integer(1),
+
+def rule_of_type(hint: object) -> Rule | None:
+    """The rule of a plain type hint, for what a config can hold of it; None where it can hold
+    nothing of it (a module, a callable)."""
+    simple = {type(None): NULL, bool: boolean(), int: integer(), float: number(), str: Rule(lambda v: isinstance(v, str), "a string")}
+    if hint in simple:
+        return simple[hint]
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Literal:
+        return one_of(*args)
+    if origin in (Union, types.UnionType):
+        kinds = [a for a in args if a is not type(None) and not (a is int and float in args)]  # a number covers an integer
+        parts = [rule for a in kinds if (rule := rule_of_type(a)) is not None]
+        if not parts:
+            return NULL if type(None) in args else None
+        return _or_null(anything_of(*parts), type(None) in args)
+    if origin in (list, tuple, collections.abc.Sequence) and args and (item := rule_of_type(args[0])) is not None:
+        return Rule(lambda v: isinstance(v, list) and all(item.accepts(x) for x in v), f"a list, each {item.allowed}")
+    return None
+
+
+# Lightning's and torch's arguments whose range is narrower than their type hint says.
+THIRD_PARTY: dict[str, dict[str, Rule]] = {
+    "lightning.Trainer": {
+        "accelerator": one_of("auto", "cpu", "gpu", "cuda", "mps", "tpu"),
+        "devices": anything_of(integer(-1), text(), integers(0)),
+        "num_nodes": integer(1),
+        "precision": one_of(*PRECISIONS),
+        "fast_dev_run": anything_of(boolean(), integer(0)),
+        "max_epochs": integer(-1, null=True),
+        "min_epochs": integer(0, null=True),
+        "max_steps": integer(-1),
+        "min_steps": integer(0, null=True),
+        "limit_train_batches": batches_or_fraction(),
+        "limit_val_batches": batches_or_fraction(),
+        "limit_test_batches": batches_or_fraction(),
+        "limit_predict_batches": batches_or_fraction(),
+        "overfit_batches": batches_or_fraction(null=False),
+        "val_check_interval": anything_of(integer(1, null=True), number(above=0)),
+        "check_val_every_n_epoch": integer(1, null=True),
+        "num_sanity_val_steps": integer(-1, null=True),
+        "log_every_n_steps": integer(1, null=True),
+        "accumulate_grad_batches": integer(1),
+        "gradient_clip_val": number(0, null=True),
+        "reload_dataloaders_every_n_epochs": integer(0),
+        "plugins": anything_of(text(null=True), strings()),  # a plugin's name, or a node with its _target_
+    },
+    "torch.Adam": {"lr": number(above=0), "weight_decay": number(0)},
+    "torch.AdamW": {"lr": number(above=0), "weight_decay": number(0)},
+    "torch.OneCycleLR": {"max_lr": number(above=0), "pct_start": FRACTION, "div_factor": number(above=0), "final_div_factor": number(above=0)},
+    "torch.ReduceLROnPlateau": {"factor": FRACTION, "patience": integer(0), "threshold": number(0), "min_lr": number(0)},
+    "lightning.EarlyStopping": {"mode": one_of("min", "max"), "patience": integer(0), "min_delta": number(0)},
+    "lightning.ModelCheckpoint": {"mode": one_of("min", "max"), "save_top_k": integer(-1)},
+    "lightning.ModelSummary": {"max_depth": integer(-1)},
 }
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One keyword argument of a node's class: its rule (None: not a value a config can hold) and
+    its default, where it has one a config can hold."""
+
+    rule: Rule | None
+    default: object = inspect.Parameter.empty
+
+    @property
+    def has_default(self) -> bool:
+        return self.default is not inspect.Parameter.empty
+
+
+def _plain(value: object) -> object:
+    return [_plain(v) for v in value] if isinstance(value, tuple) else value
+
+
+@functools.cache
+def settings(target: str) -> tuple[dict[str, Setting], bool]:
+    """The settings of a `_target_`, by name, and whether it takes other keywords too (**kwargs
+    that no class in its line names). A class's own `**kwargs` passed on to its parent bring
+    the parent's arguments."""
+    obj = get_object(target)
+    owners = [c for c in obj.__mro__ if "__init__" in vars(c)] if isinstance(obj, type) else [obj]
+    taken: dict[str, Setting] = {}
+    for owner in owners:
+        function = owner.__init__ if isinstance(obj, type) else owner
+        try:
+            hints = typing.get_type_hints(function, include_extras=True)
+        except (NameError, TypeError):  # names imported for type checking only
+            hints = {}
+        narrower = THIRD_PARTY.get(f"{owner.__module__.partition('.')[0]}.{owner.__name__}", {})
+        parameters = list(inspect.signature(function).parameters.values())
+        for p in parameters:
+            if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name in taken:
+                continue
+            hint = hints.get(p.name)
+            marked = next((m for m in getattr(hint, "__metadata__", ()) if isinstance(m, Rule)), None) if get_origin(hint) is Annotated else None
+            rule = marked or narrower.get(p.name) or rule_of_type(hint)
+            default = _plain(p.default)
+            usable = default is not p.empty and rule is not None and rule.accepts(default)
+            taken[p.name] = Setting(rule, default if usable else p.empty)
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            return taken, False
+    return taken, True
+
+
+# The evaluation's own settings (conf/evaluation/default.yaml; its measures are nodes): evaluate's
+# top-level keys, and a training run's under `evaluation` (evaluate=true).
+EVALUATION: dict[str, Rule] = {"batch_size": integer(1), "seed": integer(0, 2**32 - 1)}
 
 # Every command's: where it writes, and its progress lines where stdout is not a terminal (conf/progress/).
 RUN: dict[str, Rule] = {
     "output_dir": text(),
     "runs_in": text(),
     "progress.every_seconds": number(above=0),
-    "progress.every_fraction": Rule(lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "progress.every_fraction": number(above=0, high=1),
 }
-# The data config's (conf/data/), for training and for the commands that read a checkpoint's run.
-DATA: dict[str, Rule] = {
-    "data.data_dir": text(null=True),
-    "data.batch_size": integer(1),
-    "data.val_size": anything_of(integer(1), Rule(FRACTION.accepts, "a fraction in (0, 1) of the training images")),
-    "data.train_size": integer(1, null=True),
-    "data.split_seed": integer(0),
-    "data.shuffle_seed": integer(0),
-    "data.download": boolean(),
-    "data.check_md5": boolean(),
-    "data.grayscale": boolean(),
-    "data.binarize": boolean(),
-    "data.path": text(),
-    "data.size": integer(1),
-    "data.test_size": FRACTION,
-    "data.classes": CLASSES,
-    "data.image_shape": integers(1, length=3),
-}
+# The `data.*` a command on a checkpoint is given: keys of the run's own data, checked against its
+# dataset's settings once merged with them (autoencoder.runs.checkpoints.datamodule_for).
+RUN_DATA: dict[str, Rule] = {"data.*": Rule(lambda v: True, "a setting of the run's data")}
 
 RULES: dict[str, Rule] = {
-    # the training config (conf/config.yaml and its groups)
+    # the training config's own keys (conf/config.yaml); its groups' nodes have their classes' settings
     **RUN,
-    **DATA,
     "noise": number(0),
     "loss": one_of("mse", "bce"),
     "seed": integer(0, 2**32 - 1),
@@ -178,106 +276,11 @@ RULES: dict[str, Rule] = {
     **{f"evaluation.{key}": rule for key, rule in EVALUATION.items()},
     "interrupts.signals": strings(empty=True, options=STOP_SIGNALS),
     "interrupts.requeue_signals": strings(empty=True, options=STOP_SIGNALS),
-    "module.eval_noise_seed": integer(0),
-    "model.latent_dim": integer(1),
-    "model.input_shape": integers(1, length=3),
-    "model.channels": integers(1),
-    "model.strides": integers(1),
-    "model.kernel_size": integer(1),
-    "model.padding": integer(0),
-    "model.fc_hidden": integers(1, empty=True),
-    "model.hidden": integers(1, empty=True),
-    "corruption.noise": number(0),
-    "variant.weight": number(0),
-    "variant.projections": integer(1),
-    "variant.beta": number(0),
-    "variant.warmup_epochs": number(0),
-    "variant.sigma": number(above=0),
-    "optimizer.lr": number(above=0),
-    "optimizer.weight_decay": number(0),
-    "scheduler.max_lr": number(above=0),
-    "scheduler.pct_start": FRACTION,
-    "scheduler.anneal_strategy": one_of("cos", "linear"),
-    "scheduler.div_factor": number(above=0),
-    "scheduler.final_div_factor": number(above=0),
-    "scheduler.cycle_momentum": boolean(),
-    "scheduler.warmup": Rule(lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "scheduler.start_factor": Rule(lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
-    "scheduler.eta_min": number(0),
-    "scheduler.mode": one_of("min", "max"),
-    "scheduler.factor": FRACTION,
-    "scheduler.patience": integer(0),
-    "scheduler.threshold": number(0),
-    "scheduler.min_lr": number(0),
+    # what the module reads beside a scheduler's own arguments (autoencoder.models.module)
     "scheduler.steps_argument": text(),
     "scheduler.lightning.interval": one_of("step", "epoch"),
     "scheduler.lightning.frequency": integer(1),
     "scheduler.lightning.monitor": text(),
-    "early_stopping.monitor": text(),
-    "early_stopping.mode": one_of("min", "max"),
-    "early_stopping.patience": integer(0),
-    "early_stopping.min_delta": number(0),
-    "callbacks.model_checkpoint.dirpath": text(),
-    "callbacks.model_checkpoint.filename": text(),
-    "callbacks.model_checkpoint.auto_insert_metric_name": boolean(),
-    "callbacks.model_checkpoint.monitor": text(null=True),
-    "callbacks.model_checkpoint.mode": one_of("min", "max"),
-    "callbacks.model_checkpoint.save_top_k": integer(-1),
-    "callbacks.model_checkpoint.save_last": anything_of(boolean(null=True), one_of("link")),
-    "callbacks.validation_images.output_dir": text(),
-    "callbacks.validation_images.num_images": integer(1),
-    "callbacks.validation_images.noise_seed": integer(0),
-    "callbacks.prior_samples.num_images": integer(1),
-    "callbacks.prior_samples.seed": integer(0),
-    "callbacks.model_summary.max_depth": integer(0),
-    "logger.save_dir": text(),
-    "logger.name": text(null=True),
-    "logger.version": anything_of(text(null=True), one_of("")),
-    "logger.default_hp_metric": boolean(),
-    "logger.offline": boolean(),
-    "logger.project": text(),
-    "logger.experiment_name": text(),
-    "logger.tracking_uri": text(),
-    "logger.run_name": text(null=True),
-    "trainer.accelerator": one_of("auto", "cpu", "gpu", "cuda", "mps", "tpu"),
-    "trainer.strategy": text(),
-    "trainer.devices": anything_of(integer(-1), text(), integers(0)),
-    "trainer.num_nodes": integer(1),
-    "trainer.precision": one_of(*PRECISIONS),
-    "trainer.fast_dev_run": anything_of(boolean(), integer(0)),
-    "trainer.max_epochs": integer(-1, null=True),
-    "trainer.min_epochs": integer(0, null=True),
-    "trainer.max_steps": integer(-1),
-    "trainer.min_steps": integer(0, null=True),
-    "trainer.max_time": text(null=True),
-    "trainer.limit_train_batches": batches_or_fraction(),
-    "trainer.limit_val_batches": batches_or_fraction(),
-    "trainer.limit_test_batches": batches_or_fraction(),
-    "trainer.limit_predict_batches": batches_or_fraction(),
-    "trainer.overfit_batches": batches_or_fraction(null=False),
-    "trainer.val_check_interval": anything_of(integer(1, null=True), number(above=0)),
-    "trainer.check_val_every_n_epoch": integer(1, null=True),
-    "trainer.num_sanity_val_steps": integer(-1),
-    "trainer.log_every_n_steps": integer(1),
-    "trainer.enable_checkpointing": boolean(),
-    "trainer.enable_progress_bar": boolean(),
-    "trainer.enable_model_summary": boolean(),
-    "trainer.accumulate_grad_batches": integer(1),
-    "trainer.gradient_clip_val": number(0, null=True),
-    "trainer.gradient_clip_algorithm": text(null=True),  # value or norm, in any case (Lightning lowercases it)
-    "trainer.deterministic": anything_of(boolean(null=True), one_of("warn")),
-    "trainer.benchmark": boolean(null=True),
-    "trainer.inference_mode": boolean(),
-    "trainer.use_distributed_sampler": boolean(),
-    "trainer.profiler": text(null=True),  # Lightning's names: simple, advanced, pytorch, xla
-    "trainer.detect_anomaly": boolean(),
-    "trainer.barebones": boolean(),
-    "trainer.plugins": anything_of(text(null=True), strings()),
-    "trainer.sync_batchnorm": boolean(),
-    "trainer.reload_dataloaders_every_n_epochs": integer(0),
-    "trainer.default_root_dir": text(),
-    "trainer.enable_autolog_hparams": boolean(),
-    "trainer.model_registry": text(null=True),
 }
 
 # Nodes whose keys are not user settings: Hydra's own, and the module's links to other nodes.
@@ -290,27 +293,62 @@ def _rule(key: str, rules: Mapping[str, Rule]) -> Rule | None:
     return next((rule for pattern, rule in rules.items() if "*" in pattern and fnmatch.fnmatchcase(key, pattern)), None)
 
 
-def _leaves(node: DictConfig, prefix: str = ""):
-    """(dotted key, value) of every setting under `node`; lists are one setting, interpolations
-    are skipped (their target is checked), and so are `_target_`-style keys."""
+def _value(node: DictConfig, key: str) -> object:
+    """A setting's value as its rule sees it: a list as a list; a mandatory value `???` (its command says so)."""
+    if OmegaConf.is_missing(node, key):
+        return "???"
+    value = node[key]
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, ListConfig) else value
+
+
+def _check(node: DictConfig, path: str, rules: Mapping[str, Rule]) -> None:
+    """Check the settings under `node` (at `path`, `data.` say) and fill in its class's defaults."""
+    target = node.get("_target_") if "_target_" in node and not OmegaConf.is_interpolation(node, "_target_") else None
+    taken, open_ = settings(target) if isinstance(target, str) else ({}, False)
     for key in node:
-        path = f"{prefix}{key}"
-        if str(key).startswith("_") or path in SKIPPED or OmegaConf.is_interpolation(node, key):
+        name = f"{path}{key}"
+        if str(key).startswith("_") or name in SKIPPED or OmegaConf.is_interpolation(node, key):
             continue
-        value = "???" if OmegaConf.is_missing(node, key) else node[key]  # a mandatory value: its command says so
-        if isinstance(value, DictConfig):
-            yield from _leaves(value, f"{path}.")
-        else:
-            yield path, OmegaConf.to_container(value, resolve=True) if isinstance(value, ListConfig) else value
+        value = _value(node, key)
+        rule = taken[key].rule if key in taken else _rule(name, rules)
+        if isinstance(value, DictConfig) and (rule is None or "_target_" in value):
+            _check(value, f"{name}.", rules)
+        elif rule is not None and not rule.accepts(value):
+            raise UserError(f"{name} must be {rule.allowed}, got {value!r}")
+        elif rule is None and key not in taken and not open_:
+            raise UserError(_unknown(name, path, target, taken, rules))
+    with open_dict(node):
+        for key, setting in taken.items():
+            if key not in node and setting.has_default:
+                node[key] = setting.default
+
+
+def _unknown(name: str, path: str, target: str | None, taken: Mapping[str, Setting], rules: Mapping[str, Rule]) -> str:
+    known = [f"{path}{key}" for key in taken] + [key for key in rules if key.startswith(path) and "*" not in key]
+    close = closest(name, known)
+    whose = f" ({target.rsplit('.', 1)[-1]} takes {', '.join(taken) or 'none'})" if target else ""
+    return f"unknown key '{name}'{whose}: " + (f"did you mean {' or '.join(close)}?" if close else "none is close to it (--cfg job lists the config)")
+
+
+def validate(cfg: DictConfig, rules: Mapping[str, Rule] = RULES, prefix: str = "") -> None:
+    """Check every setting of a composed config against its nodes' classes and its command's
+    `rules`, and fill in the defaults its nodes leave out; raise a UserError for the first bad or
+    unknown one. With a `prefix` (`data.`), `cfg` is that node alone: its own keys are checked,
+    not the cross-checks."""
+    _check(cfg, prefix, rules)
+    for check in CROSS_CHECKS if not prefix else ():
+        check(cfg)
 
 
 def _noise_fits_corruption(cfg: DictConfig) -> None:
+    """The noise level of the corruption, or of each step of a chain of them, within its class's range."""
     if not cfg.get("corruption"):
         return
-    corruption = get_class(cfg.corruption._target_)
-    noise = cfg.corruption.noise
-    if _is_number(noise) and noise > corruption.max_noise:
-        raise UserError(f"noise must be a number in [0, {corruption.max_noise:g}] for the {corruption.__name__} corruption, got {noise!r}")
+    for node in (cfg.corruption, *cfg.corruption.get("steps", ())):
+        corruption = get_class(node._target_)
+        noise = node.get("noise")
+        if _is_number(noise) and noise > corruption.max_noise:
+            raise UserError(f"noise must be a number in [0, {corruption.max_noise:g}] for the {corruption.__name__} corruption, got {noise!r}")
 
 
 def _precision_fits_accelerator(cfg: DictConfig) -> None:
@@ -360,20 +398,3 @@ CROSS_CHECKS = (
     _schedule_has_an_end,
     _requeue_signals_stop_the_run,
 )
-
-
-def validate(cfg: DictConfig, rules: Mapping[str, Rule] = RULES, prefix: str = "") -> None:
-    """Check every setting of a composed config against its command's `rules`; raise a UserError
-    for the first bad one. With a `prefix` (`data.`), `cfg` is that node alone: its own keys are
-    checked, not the cross-checks."""
-    for key, value in _leaves(cfg, prefix):
-        rule = _rule(key, rules)
-        if rule is not None and not rule.accepts(value):
-            raise UserError(f"{key} must be {rule.allowed}, got {value!r}")
-    for check in CROSS_CHECKS if not prefix else ():
-        check(cfg)
-
-
-def unchecked_keys(cfg: DictConfig, rules: Mapping[str, Rule] = RULES) -> list[str]:
-    """The settings of `cfg` that no rule of `rules` covers (the tests keep this empty for every command)."""
-    return [key for key, _ in _leaves(cfg) if _rule(key, rules) is None]

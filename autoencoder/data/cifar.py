@@ -113,23 +113,10 @@ class CIFAR10(ImageDataset):
         META: "5ff9c542aee3614f3951f8cda6e48888",
     }
 
-    def __init__(
-        self,
-        data_dir: str | None = None,
-        batch_size: int = 128,
-        val_size: int | float = 5000,
-        train_size: int | None = None,
-        split_seed: int = 0,
-        shuffle_seed: int = 0,
-        download: bool = True,
-        check_md5: bool = True,
-        classes: Sequence[int | str] | None = None,
-        image_shape: Sequence[int] | None = None,
-        grayscale: bool = False,
-        binarize: bool = False,
-    ):
-        shape = image_shape if image_shape is not None else (1 if grayscale else 3, SIDE, SIDE)
-        super().__init__(batch_size, val_size, train_size, split_seed, shuffle_seed, classes, shape, binarize)
+    def __init__(self, grayscale: bool = False, data_dir: str | None = None, download: bool = True, check_md5: bool = True, **settings):
+        """`grayscale`: train on the images' luma (ITU-R BT.601), 1x32x32, instead of colour;
+        `data_dir`, `download`, `check_md5` as MNIST's. `settings` are ImageDataset's."""
+        super().__init__(**{"image_shape": (1 if grayscale else 3, SIDE, SIDE), **settings})
         self.data_dir = data_folder(data_dir)
         self.raw_dir = self.data_dir / FOLDER
         self.download = download

@@ -17,12 +17,13 @@ and Lightning (`check_files`); a folder of images loads torch to split it (about
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from autoencoder import REPO_DIR
-from autoencoder.config.validation import validate
+from autoencoder.config.validation import CLASSES, FRACTION, Rule, anything_of, integer, integers, validate
 from autoencoder.utils.errors import UserError
 
 DATA_ENV = "AUTOENCODER_DATA_DIR"
@@ -50,21 +51,34 @@ def _key(name: str) -> str:
     return "".join(ch for ch in name.lower() if ch.isalnum())
 
 
+VAL_SIZE = anything_of(integer(1), Rule(FRACTION.accepts, "a fraction in (0, 1) of the training images"))
+
+
 class ImageDataset:
-    """A dataset of labelled images and the settings the data module splits and batches it with
-    (conf/data/mnist.yaml says what each means). `classes` may name a class or give its label."""
+    """A dataset of labelled images and the settings the data module splits and batches it with:
+
+    - `batch_size`: images per training batch (evaluation batches are larger);
+    - `val_size`: images of the training split held out for validation, or a fraction of them;
+    - `train_size`: train on only the first this many of the rest, shuffled (null: all);
+    - `split_seed`: the seed of that split, `shuffle_seed` the seed of each epoch's batch order;
+    - `classes`: train and validate on these classes only, by name or label ([3] for one-class
+      anomaly detection; null: all); the test set keeps them all;
+    - `image_shape`: (C, H, W), which the model's `input_shape` follows;
+    - `binarize`: binary images for likelihoods in nats: each pixel 1 with its intensity as
+      probability, training batches drawn afresh (dynamic binarisation), val and test once with
+      `split_seed` (with variant=vae, use loss=bce: a Bernoulli likelihood)."""
 
     class_names: tuple[str, ...] = ()
 
     def __init__(
         self,
-        batch_size: int = 128,
-        val_size: int | float = 5000,
-        train_size: int | None = None,
-        split_seed: int = 0,
-        shuffle_seed: int = 0,
-        classes: Sequence[int | str] | None = None,
-        image_shape: Sequence[int] | None = None,
+        batch_size: Annotated[int, integer(1)] = 64,
+        val_size: Annotated[int | float, VAL_SIZE] = 5000,
+        train_size: Annotated[int | None, integer(1, null=True)] = None,
+        split_seed: Annotated[int, integer(0)] = 0,
+        shuffle_seed: Annotated[int, integer(0)] = 0,
+        classes: Annotated[Sequence[int | str] | None, CLASSES] = None,
+        image_shape: Annotated[Sequence[int] | None, integers(1, length=3, null=True)] = None,
         binarize: bool = False,
     ):
         self.batch_size = batch_size

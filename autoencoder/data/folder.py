@@ -15,17 +15,18 @@ checked before any file is decoded, so a folder too large to hold stops with one
 
 import logging
 import os
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 from PIL import Image
 from typing_extensions import override
 
-from autoencoder.data.dataset import ImageDataset
+from autoencoder.config.validation import FRACTION, integer
+from autoencoder.data.dataset import VAL_SIZE, ImageDataset
 from autoencoder.utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -147,24 +148,29 @@ class ImageFolder(ImageDataset):
     def __init__(
         self,
         path: str,
-        size: int = 64,
+        size: Annotated[int, integer(1)] = 64,
         grayscale: bool = False,
-        test_size: float = 0.2,
-        batch_size: int = 64,
-        val_size: int | float = 0.1,
-        train_size: int | None = None,
-        split_seed: int = 0,
-        shuffle_seed: int = 0,
-        classes: Sequence[int | str] | None = None,
-        image_shape: Sequence[int] | None = None,
-        binarize: bool = False,
+        test_size: Annotated[float, FRACTION] = 0.2,
+        val_size: Annotated[int | float, VAL_SIZE] = 0.1,
+        **settings,
     ):
+        """`test_size`: the fraction of the images held out as the test split where `path` has
+        no train/ and test/ of its own; `val_size` a fraction of the training images, or a number.
+        `settings` are ImageDataset's."""
         self.path = Path(path).expanduser()
-        # Before super().__init__: it looks up `classes` among the class names, which the folder gives.
-        self.class_names, self.files = scan(self.path, test_size, split_seed)
-        shape = image_shape if image_shape is not None else (1 if grayscale else 3, size, size)
-        super().__init__(batch_size, val_size, train_size, split_seed, shuffle_seed, classes, shape, binarize)
-        self.size, self.grayscale = size, grayscale
+        self.size, self.grayscale, self.test_size = size, grayscale, test_size
+        super().__init__(**{"image_shape": (1 if grayscale else 3, size, size), "val_size": val_size, **settings})  # scans the folder for `classes`
+        self.files = self._scan[1]
+
+    @cached_property
+    def _scan(self) -> tuple[tuple[str, ...], dict[str, Files]]:
+        """The class names and the labelled files of each split, read from the folder once."""
+        return scan(self.path, self.test_size, self.split_seed)
+
+    @property
+    @override
+    def class_names(self) -> tuple[str, ...]:
+        return self._scan[0]
 
     @override
     def prepare(self) -> None:

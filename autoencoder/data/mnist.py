@@ -8,7 +8,7 @@ no network the run stops with one line saying where to put them.
 """
 
 import gzip
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from typing_extensions import override
 
@@ -30,21 +30,10 @@ class IDXDataset(ImageDataset):
     gz_md5: Mapping[str, str]
     md5: Mapping[str, str] = {}
 
-    def __init__(
-        self,
-        data_dir: str | None = None,
-        batch_size: int = 128,
-        val_size: int | float = 5000,
-        train_size: int | None = None,
-        split_seed: int = 0,
-        shuffle_seed: int = 0,
-        download: bool = True,
-        check_md5: bool = True,
-        classes: Sequence[int | str] | None = None,
-        image_shape: Sequence[int] = (1, 28, 28),
-        binarize: bool = False,
-    ):
-        super().__init__(batch_size, val_size, train_size, split_seed, shuffle_seed, classes, image_shape, binarize)
+    def __init__(self, data_dir: str | None = None, download: bool = True, check_md5: bool = True, **settings):
+        """`data_dir`: where `<folder>/raw/` is (null: data/ in the repository); `download` the
+        missing files; `check_md5` of the unpacked files. `settings` are ImageDataset's."""
+        super().__init__(**{"image_shape": (1, 28, 28), **settings})
         self.data_dir = data_folder(data_dir)
         self.raw_dir = self.data_dir / self.folder / "raw"
         self.download = download

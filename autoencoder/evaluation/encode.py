@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from autoencoder.config.validation import DATA, RUN, integer, one_of, text, validate
+from autoencoder.config.validation import RUN, RUN_DATA, integer, one_of, text, validate
 from autoencoder.data.images import SPLITS
 from autoencoder.evaluation.batched import in_batches
 from autoencoder.runs.checkpoints import datamodule_for, load_trained
@@ -20,7 +20,7 @@ from autoencoder.runs.checkpoints import datamodule_for, load_trained
 log = logging.getLogger(__name__)
 
 # conf/encode.yaml's keys, data.* for the run's data.
-RULES = {**RUN, **DATA, "ckpt_path": text(), "split": one_of(*SPLITS), "batch_size": integer(1)}
+RULES = {**RUN, **RUN_DATA, "ckpt_path": text(), "split": one_of(*SPLITS), "batch_size": integer(1)}
 
 
 def encode(cfg: DictConfig, data: Mapping | None = None) -> tuple[Path, Path]:

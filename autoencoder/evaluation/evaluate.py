@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import save_image
 
-from autoencoder.config.validation import DATA, EVALUATION, RUN, text, validate
+from autoencoder.config.validation import EVALUATION, RUN, RUN_DATA, text, validate
 from autoencoder.evaluation.measures.base import Measure, Outcome, Subject
 from autoencoder.runs.checkpoints import datamodule_for, load_trained
 from autoencoder.utils.errors import UserError
@@ -27,7 +27,7 @@ from autoencoder.utils.progress import Counted, Reporter
 log = logging.getLogger(__name__)
 
 # conf/evaluate.yaml's keys: the evaluation's settings, the checkpoint, and data.* for its run's data.
-RULES = {**RUN, **DATA, **EVALUATION, "ckpt_path": text()}
+RULES = {**RUN, **RUN_DATA, **EVALUATION, "ckpt_path": text()}
 
 
 class Evaluation(dict):

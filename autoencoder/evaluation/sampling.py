@@ -25,7 +25,7 @@ from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
 
-from autoencoder.config.validation import DATA, RUN, integer, one_of, text, validate
+from autoencoder.config.validation import RUN, RUN_DATA, integer, one_of, text, validate
 from autoencoder.data.images import SPLITS
 from autoencoder.evaluation.batched import in_batches
 from autoencoder.models.module import LitAutoencoder
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 # conf/sample.yaml's keys, data.* for the run's data.
 RULES = {
     **RUN,
-    **DATA,
+    **RUN_DATA,
     "ckpt_path": text(),
     "num_samples": integer(1),
     "pairs": integer(1),

@@ -5,8 +5,12 @@ device; `noise` is its strength and 0 turns it into the identity (a plain autoen
 optional generator makes the noise reproducible (fixed validation noise, image grids, tests).
 """
 
+from typing import Annotated
+
 import torch
 from torch import Tensor, nn
+
+from autoencoder.config.validation import number
 
 
 class Corruption(nn.Module):
@@ -15,7 +19,7 @@ class Corruption(nn.Module):
 
     max_noise = float("inf")
 
-    def __init__(self, noise: float = 0.0):
+    def __init__(self, noise: Annotated[float, number(0)] = 0.0):
         super().__init__()
         self.noise = float(noise)
 

@@ -18,6 +18,7 @@ a mode name).
 """
 
 from collections.abc import Mapping
+from typing import Annotated
 
 import lightning as L
 import torch
@@ -26,6 +27,7 @@ from omegaconf import OmegaConf
 from torch import Tensor
 from typing_extensions import override
 
+from autoencoder.config.validation import integer
 from autoencoder.models.variants import Plain
 
 
@@ -52,7 +54,7 @@ class LitAutoencoder(L.LightningModule):
         optimizer: Mapping,
         scheduler: Mapping | None = None,
         loss: str = "mse",
-        eval_noise_seed: int = 0,
+        eval_noise_seed: Annotated[int, integer(0)] = 0,
         channels_last: bool = False,
         compile: bool | str = False,
         variant: Mapping | None = None,

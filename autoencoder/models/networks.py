@@ -8,11 +8,17 @@ shape with the two size formulas below, so no 7x7 literal hides in the code and 
 
 from collections.abc import Sequence
 from math import prod
+from typing import Annotated
 
 from torch import Tensor, nn
 
+from autoencoder.config.validation import integer, integers
 from autoencoder.models.sizes import conv_output_size, output_padding_for
 from autoencoder.utils.errors import UserError
+
+# Every architecture's two settings: the code's size, and the images' (channels, height, width).
+LatentDim = Annotated[int, integer(1)]
+InputShape = Annotated[Sequence[int], integers(1, length=3)]
 
 
 class Autoencoder(nn.Module):
@@ -49,13 +55,13 @@ class ConvAutoencoder(Autoencoder):
 
     def __init__(
         self,
-        latent_dim: int = 32,
-        input_shape: Sequence[int] = (1, 28, 28),
-        channels: Sequence[int] = (32, 64, 64),
-        strides: Sequence[int] = (1, 2, 2),
-        kernel_size: int = 3,
-        padding: int = 1,
-        fc_hidden: Sequence[int] = (),
+        latent_dim: LatentDim,
+        input_shape: InputShape = (1, 28, 28),
+        channels: Annotated[Sequence[int], integers(1)] = (32, 64, 64),
+        strides: Annotated[Sequence[int], integers(1)] = (1, 2, 2),
+        kernel_size: Annotated[int, integer(1)] = 3,
+        padding: Annotated[int, integer(0)] = 1,
+        fc_hidden: Annotated[Sequence[int], integers(1, empty=True)] = (),
         heads: int = 1,
     ):
         input_shape = tuple(input_shape)
@@ -90,7 +96,13 @@ class ConvAutoencoder(Autoencoder):
 class MLPAutoencoder(Autoencoder):
     """A fully connected autoencoder: a baseline that ignores image structure."""
 
-    def __init__(self, latent_dim: int = 32, input_shape: Sequence[int] = (1, 28, 28), hidden: Sequence[int] = (512, 256), heads: int = 1):
+    def __init__(
+        self,
+        latent_dim: LatentDim,
+        input_shape: InputShape = (1, 28, 28),
+        hidden: Annotated[Sequence[int], integers(1, empty=True)] = (512, 256),
+        heads: int = 1,
+    ):
         input_shape = tuple(input_shape)
         dims = [prod(input_shape), *hidden, latent_dim]
         encoder = [nn.Flatten(), *_linear_stack([*dims[:-1], heads * latent_dim])]

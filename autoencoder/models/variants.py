@@ -15,11 +15,13 @@ input and the clean target, and sums the terms it returns.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from autoencoder.config.validation import integer, number
 
 if TYPE_CHECKING:  # networks -> sizes -> variants: a run-time import would be circular
     from autoencoder.models.networks import Autoencoder
@@ -67,7 +69,7 @@ class Sparse(Plain):
     on the codes). We chose L1 over a KL sparsity target because it needs no sigmoid codes and no
     target rate, so it applies to every architecture's linear code unchanged."""
 
-    def __init__(self, weight: float = 1e-3):
+    def __init__(self, weight: Annotated[float, number(0)] = 1e-3):
         super().__init__()
         self.weight = weight
 
@@ -98,7 +100,7 @@ class Contractive(Plain):
 
     double_backward = True
 
-    def __init__(self, weight: float = 1e-4, projections: int = 1):
+    def __init__(self, weight: Annotated[float, number(0)] = 1e-4, projections: Annotated[int, integer(1)] = 1):
         super().__init__()
         self.weight, self.projections = weight, projections
 
@@ -151,7 +153,7 @@ class Variational(Plain):
     generative = True
     unit = " nats"  # the negative ELBO per image
 
-    def __init__(self, beta: float = 1.0, warmup_epochs: float = 0, sigma: float = 0.1):
+    def __init__(self, beta: Annotated[float, number(0)] = 1.0, warmup_epochs: Annotated[float, number(0)] = 0, sigma: Annotated[float, number(above=0)] = 0.1):
         super().__init__()
         self.beta, self.warmup_epochs, self.sigma = beta, warmup_epochs, sigma
 

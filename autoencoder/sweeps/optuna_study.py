@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
 from autoencoder.runs.record import RunRecord, Status
+from autoencoder.utils.cli import as_override
 from autoencoder.utils.errors import UserError
 
 
@@ -67,7 +68,7 @@ def search_space(params: dict[str, str], arguments: list[str]) -> tuple[list[str
     parser = OverridesParser.create()
     given = parser.parse_overrides(arguments)
     given_keys = {o.key_or_group for o in given}
-    configured = [o for o in parser.parse_overrides([f"{key}={value}" for key, value in params.items()]) if o.key_or_group not in given_keys]
+    configured = [o for o in parser.parse_overrides([as_override(f"{key}={value}") for key, value in params.items()]) if o.key_or_group not in given_keys]
     overrides = [*configured, *given]
     space = {o.key_or_group: _distribution(o) for o in overrides if o.is_sweep_override()}
     return [o.input_line for o in overrides if not o.is_sweep_override()], space
@@ -75,7 +76,7 @@ def search_space(params: dict[str, str], arguments: list[str]) -> tuple[list[str
 
 def trial_overrides(params: dict[str, object]) -> list[str]:
     """A trial's sampled values as command-line overrides."""
-    return [f"{key}={value}" for key, value in params.items()]
+    return [as_override(f"{key}={value}") for key, value in params.items()]
 
 
 def job_verdict(job: JobReturn) -> tuple[TrialState, float | None]:

@@ -10,6 +10,7 @@ cost (and no device sync) to the training loop beyond counting samples.
 import math
 import time
 from pathlib import Path
+from typing import Annotated
 
 import lightning as L
 import torch
@@ -20,6 +21,7 @@ from lightning.pytorch.utilities.model_summary.model_summary import ModelSummary
 from torchvision.utils import make_grid, save_image
 from typing_extensions import override
 
+from autoencoder.config.validation import integer
 from autoencoder.data.images import class_names
 from autoencoder.utils.errors import UserError
 from autoencoder.utils.figures import latent_scatter
@@ -208,7 +210,7 @@ class ValidationImages(L.Callback):
     so it works with any data module: the fixed images are the first of each class in the first
     validation, topped up with the first others when fewer classes are present."""
 
-    def __init__(self, output_dir: str | Path, num_images: int = 10, noise_seed: int = 1234) -> None:
+    def __init__(self, output_dir: str | Path, num_images: Annotated[int, integer(1)] = 10, noise_seed: Annotated[int, integer(0)] = 1234) -> None:
         self.output_dir = Path(output_dir)
         self.num_images = num_images
         self.noise_seed = noise_seed
@@ -286,7 +288,7 @@ class PriorSamples(L.Callback):
     decodes the same codes and the change from one to the next is the decoder's own. Variants
     without a prior log nothing."""
 
-    def __init__(self, num_images: int = 64, seed: int = 1234) -> None:
+    def __init__(self, num_images: Annotated[int, integer(1)] = 64, seed: Annotated[int, integer(0)] = 1234) -> None:
         self.num_images = num_images
         self.seed = seed
         self.codes: torch.Tensor | None = None  # (num_images, latent_dim), drawn at the first validation

@@ -25,7 +25,7 @@ class ProgressLines(L.Callback):
     starts: on the first process alone, when stdout is not a terminal. Between lines a step costs
     a clock reading; the loss is read from the device only for a line."""
 
-    def __init__(self, every_seconds: float = 30.0, every_fraction: float = 0.1) -> None:
+    def __init__(self, every_seconds: float, every_fraction: float) -> None:
         self.every_seconds, self.every_fraction = every_seconds, every_fraction
         self.reporter: Reporter | None = None
         self.samples, self.clock = 0, Stopwatch()  # this epoch's samples and training seconds

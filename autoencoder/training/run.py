@@ -66,14 +66,14 @@ def build_trainer(cfg: DictConfig, logger: Logger | None, callbacks: list[L.Call
     a logger, and a run whose config lists no ModelCheckpoint saves
     none (Lightning would add its own). Checkpoints are written atomically (AtomicCheckpointIO).
     Lightning's refusals (no GPU, ...) become one line."""
-    progress_bar = bool(cfg.trainer.enable_progress_bar) and sys.stdout.isatty()
-    checkpointing = bool(cfg.trainer.enable_checkpointing)
+    enabled = {flag: cfg.trainer.get(f"enable_{flag}") is not False for flag in ("progress_bar", "checkpointing", "model_summary")}  # null: Lightning's on
+    progress_bar, checkpointing = enabled["progress_bar"] and sys.stdout.isatty(), enabled["checkpointing"]
     dropped = (ProgressBar,) * (not progress_bar) + (LearningRateMonitor,) * (logger is None) + (ModelCheckpoint,) * (not checkpointing)
-    dropped += (ModelSummary,) * (not cfg.trainer.enable_model_summary)
+    dropped += (ModelSummary,) * (not enabled["model_summary"])
     callbacks = [c for c in callbacks if not isinstance(c, dropped)]
     checkpointing = checkpointing and any(isinstance(c, ModelCheckpoint) for c in callbacks)
     options = {"callbacks": callbacks, "logger": logger or False, "enable_progress_bar": progress_bar, "enable_checkpointing": checkpointing}
-    options["plugins"] = _plugins(cfg.trainer.plugins)
+    options["plugins"] = _plugins(cfg.trainer.get("plugins"))
     try:
         return instantiate(cfg.trainer, **options)
     except Exception as exc:

@@ -107,10 +107,11 @@ def hydra_command(config_name: str, added: tuple[str, ...] = ()) -> Callable[[Ca
     Hydra's own errors become one line: an unknown option (`--foo`) and an unknown key, which
     gets the closest known keys ("did you mean noise?").
 
-    `added` names nodes that the config leaves to what the command reads (a checkpoint's run has
-    its own `data`): on the command line their keys and group are added to the config, not
-    overridden (`data.path=x` is taken as Hydra's `++data.path=x`, `data=kmnist` as `+data=kmnist`),
-    and the command decides what they mean."""
+    The command line's settings go through `as_override`: a node's YAML names only the settings it
+    chooses, and `model.latent_dim=2` sets one it leaves to its class's default. `added` names
+    nodes that the config leaves to what the command reads (a checkpoint's run has its own
+    `data`): their group is added to the config (`data=kmnist` as `+data=kmnist`), and the command
+    decides what it means."""
 
     def wrap(task: Callable[[DictConfig], object]) -> Callable[[], None]:
         @functools.wraps(task)  # Hydra names the job (and its log file) after the task's module
@@ -126,7 +127,7 @@ def hydra_command(config_name: str, added: tuple[str, ...] = ()) -> Callable[[Ca
             os.environ["HYDRA_FULL_ERROR"] = "1"  # let exceptions reach us instead of Hydra's printer
             with command():
                 check_options(sys.argv[1:])
-                sys.argv[1:] = [added_override(arg, added) for arg in sys.argv[1:]]
+                sys.argv[1:] = [as_override(arg, added) for arg in sys.argv[1:]]
                 try:
                     hydra_main()
                 except Exception as exc:  # noqa: BLE001 - only Hydra's unknown-key error is reworded
@@ -140,12 +141,24 @@ def hydra_command(config_name: str, added: tuple[str, ...] = ()) -> Callable[[Ca
     return wrap
 
 
-def added_override(arg: str, nodes: tuple[str, ...]) -> str:
-    """`arg` as an addition when it sets a key of one of `nodes` (`++`) or picks its group (`+`)."""
+def as_override(arg: str, added: tuple[str, ...] = ()) -> str:
+    """A command-line setting as Hydra takes it. A key inside a node (`model.latent_dim=2`) is
+    set or added (Hydra's `++`): a node's YAML leaves out the settings that keep their class's
+    default, and validation refuses a key that no class or rule knows, with the closest ones.
+    Picking the group of one of the `added` nodes adds it (`+data=kmnist`). Hydra's own keys and
+    Hydra's explicit forms (`+`, `++`, `~`) pass unchanged."""
     key = arg.split("=", 1)[0]
-    if "=" not in arg or arg.startswith(("+", "~", "-")) or key.split(".")[0] not in nodes:
+    if "=" not in arg or arg.startswith(("+", "~", "-")) or key.startswith("hydra."):
         return arg
-    return f"++{arg}" if "." in key else f"+{arg}"
+    if "." in key:
+        return f"++{arg}"
+    return f"+{arg}" if key in added else arg
+
+
+def load_config(config_name: str, overrides: Iterable[str] = (), return_hydra_config: bool = False) -> DictConfig:
+    """conf/<config_name>.yaml composed with command-line settings, as its command takes them."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name, overrides=[as_override(o) for o in overrides], return_hydra_config=return_hydra_config)
 
 
 def check_options(argv: list[str]) -> None:

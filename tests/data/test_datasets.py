@@ -5,15 +5,14 @@ import shutil
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
-from autoencoder import CONFIG_DIR
 from autoencoder.data.dataset import DATA_ENV
 from autoencoder.data.images import ImageDataModule, data_module
 from autoencoder.data.mnist import KMNIST, MNIST, FashionMNIST
 from autoencoder.evaluation.evaluate import evaluate
 from autoencoder.runs.checkpoints import CONFIG_KEY
 from autoencoder.training.run import train
+from autoencoder.utils.cli import load_config
 from autoencoder.utils.errors import UserError
 from tests.conftest import TEST_SIZE, TRAIN_SIZE, compose_entry, make_fake_mnist
 from tests.data.test_mnist import image_ids
@@ -32,8 +31,7 @@ def fake_data(tmp_path_factory):
 
 
 def datamodule(name: str, data_dir, *overrides: str):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"data={name}", f"data.data_dir={data_dir}", "data.check_md5=false", "data.val_size=50", *overrides])
+    cfg = load_config("config", [f"data={name}", f"data.data_dir={data_dir}", "data.check_md5=false", "data.val_size=50", *overrides])
     dm = data_module(cfg.data)
     dm.prepare_data()
     dm.setup("fit")

@@ -9,11 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 from PIL import Image
 
-from autoencoder import CONFIG_DIR
 from autoencoder.data import folder
 from autoencoder.data.folder import ImageFolder
 from autoencoder.data.images import ImageDataModule, data_module
@@ -21,6 +19,7 @@ from autoencoder.evaluation.evaluate import evaluate
 from autoencoder.models.sizes import describe_configured
 from autoencoder.runs.checkpoints import CONFIG_KEY
 from autoencoder.training.run import train
+from autoencoder.utils.cli import load_config
 from autoencoder.utils.errors import UserError
 from tests.conftest import FAST, compose_entry, run_module
 from tests.evaluation.test_evaluate import SMALL
@@ -113,8 +112,7 @@ def test_size_and_grayscale_give_the_shape_and_the_config_follows(classes_folder
     assert datamodule(classes_folder, size=20).split("test")[0].shape == (12, 3, 20, 20)
     assert datamodule(classes_folder, size=12, grayscale=True).split("test")[0].shape == (12, 1, 12, 12)
     for overrides, shape in ((["data.size=32"], [3, 32, 32]), (["data.size=16", "data.grayscale=true"], [1, 16, 16])):
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=["data=folder", f"data.path={classes_folder}", *overrides])
+        cfg = load_config("config", ["data=folder", f"data.path={classes_folder}", *overrides])
         with open_dict(cfg):
             cfg.output_dir = "outputs/test"
         assert list(cfg.data.image_shape) == list(cfg.model.input_shape) == shape
@@ -170,8 +168,7 @@ def test_each_problem_with_the_folder_is_one_line(tmp_path):
 def test_train_and_evaluate_on_a_folder(classes_folder, tmp_path):
     fast = [o for o in FAST if not o.startswith("data.")]  # the MNIST files' keys: a folder has none
     overrides = ["data=folder", f"data.path={classes_folder}", "data.size=16", "data.batch_size=16", "logger=none", *fast]
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
+    cfg = load_config("config", overrides)
     with open_dict(cfg):
         cfg.output_dir = str(tmp_path / "run")
     metrics = train(cfg)

@@ -5,16 +5,15 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import open_dict
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from autoencoder import CONFIG_DIR
 from autoencoder.evaluation.sampling import interpolation, sample
 from autoencoder.runs.checkpoints import datamodule_for, load_trained
 from autoencoder.training.callbacks import PriorSamples
+from autoencoder.utils.cli import load_config
 from tests.conftest import FAST, compose_entry
 
 SMALL = ["num_samples=10", "pairs=3", "steps=4", "batch_size=16"]
@@ -30,8 +29,7 @@ def vae_run(tmp_path_factory, fake_mnist) -> Path:
     """The folder of a latent-4 VAE run trained for a few batches on the fake data, with TensorBoard."""
     from autoencoder.training.run import train
 
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"data.data_dir={fake_mnist}", *FAST, "variant=vae", "model.latent_dim=4"])
+    cfg = load_config("config", [f"data.data_dir={fake_mnist}", *FAST, "variant=vae", "model.latent_dim=4"])
     with open_dict(cfg):
         cfg.output_dir = str(tmp_path_factory.mktemp("vae"))
     train(cfg)

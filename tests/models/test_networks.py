@@ -47,7 +47,7 @@ def test_size_formulas_on_the_lectures_numbers():
 
 def test_input_too_small_for_the_conv_stages():
     with pytest.raises(UserError, match=r"model.input_shape \[1, 4, 4\] is too small for 3 conv stages"):
-        ConvAutoencoder(input_shape=(1, 4, 4), kernel_size=5, padding=0)
+        ConvAutoencoder(latent_dim=32, input_shape=(1, 4, 4), kernel_size=5, padding=0)
 
 
 def test_conv_autoencoder_with_hidden_fully_connected_layers():

@@ -6,19 +6,17 @@ from types import SimpleNamespace
 
 import lightning as L
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from autoencoder import CONFIG_DIR
 from autoencoder.training.run import train
+from autoencoder.utils.cli import load_config
 from tests.training.test_run import read_events
 
 
 def scheduled(scheduler: str, steps: int, *overrides: str) -> tuple:
     """The optimizer and the Lightning scheduler config of a run with `steps` optimizer steps."""
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"scheduler={scheduler}", "model=mlp", *overrides])
+    cfg = load_config("config", [f"scheduler={scheduler}", "model=mlp", *overrides])
     lit = instantiate(cfg.module)
     lit.trainer = SimpleNamespace(estimated_stepping_batches=steps)  # what the Trainer works out from max_epochs and batches
     configured = lit.configure_optimizers()
@@ -36,8 +34,7 @@ def rates(optimizer, scheduler, steps: int) -> list[float]:
 
 
 def test_the_constant_rate_experiment_is_the_recipe_from_before_the_schedules():
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["model=mlp", "experiment=constant_rate"])
+    cfg = load_config("config", ["model=mlp", "experiment=constant_rate"])
     assert cfg.trainer.max_epochs == 15 and cfg.data.batch_size == 128
     lit = instantiate(cfg.module)
     assert lit.configure_optimizers().param_groups[0]["lr"] == 1e-3  # the optimizer alone: no schedule

@@ -62,25 +62,25 @@ def test_report_for_the_lectures_model():
 
 @pytest.mark.parametrize("shape", [(1, 32, 32), (1, 30, 30)])
 def test_other_input_sizes_come_back_at_their_own_size(shape):
-    model = ConvAutoencoder(input_shape=shape)
+    model = ConvAutoencoder(latent_dim=32, input_shape=shape)
     size = "x".join(map(str, shape))
     assert describe(model)[-1] == f"output {size} equals input {size}"
     assert model.decode(model.encode(torch.rand(2, *shape))).shape == (2, *shape)
 
 
 def test_height_and_width_get_their_own_formulas():
-    text = "\n".join(describe(ConvAutoencoder(input_shape=(1, 28, 36))))
+    text = "\n".join(describe(ConvAutoencoder(latent_dim=32, input_shape=(1, 28, 36))))
     assert "H: O = floor((28 + 2*1 - 3)/2) + 1 = 14; W: O = floor((36 + 2*1 - 3)/2) + 1 = 18" in text
 
 
 def test_a_formula_that_disagrees_with_the_layer_is_an_error(monkeypatch):
     monkeypatch.setattr(sizes, "conv_output_size", lambda *args: 0)
     with pytest.raises(RuntimeError, match=r"encoder\.0 Conv2d: the size formula gives H = 0 but the layer produced 28"):
-        describe(ConvAutoencoder())
+        describe(ConvAutoencoder(latent_dim=32))
 
 
 def test_describe_keeps_the_training_mode():
-    model = ConvAutoencoder()
+    model = ConvAutoencoder(latent_dim=32)
     describe(model)
     assert model.training
 

@@ -97,7 +97,7 @@ def test_datamodule_for_another_dataset_of_the_same_shape(trained_checkpoint, tm
     "given, message",
     [
         ({"data_dri": "/x"}, r"^data.data_dri is not a setting of the run's data \(MNIST\): did you mean data.data_dir\?$"),
-        ({"path": "/x"}, r"^data.path is not a setting of the run's data \(MNIST\): its keys: image_shape, data_dir, batch_size"),
+        ({"path": "/x"}, r"^data.path is not a setting of the run's data \(MNIST\): its keys: image_shape, data_dir, shuffle_seed, .*batch_size"),
         ({"val_size": 0}, r"^data.val_size must be an integer >= 1 or a fraction"),
     ],
 )

@@ -40,7 +40,7 @@ def test_search_space_from_sweep_syntax():
         "data.batch_size": IntDistribution(32, 256),
         "model": CategoricalDistribution(["conv", "mlp"]),
     }
-    assert trial_overrides({"model": "mlp", "optimizer.lr": 0.003}) == ["model=mlp", "optimizer.lr=0.003"]
+    assert trial_overrides({"model": "mlp", "optimizer.lr": 0.003}) == ["model=mlp", "++optimizer.lr=0.003"]  # a setting a node may leave to its class
 
 
 def test_a_command_line_sweep_replaces_the_configured_one_and_a_configured_value_is_fixed():

@@ -7,18 +7,17 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
 from tensorboard import context
 from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
 from tensorboard.plugins import base_plugin
 from tensorboard.plugins.hparams import api_pb2, backend_context, get_experiment, list_session_groups
 
-from autoencoder import CONFIG_DIR
 from autoencoder.runs.record import RunRecord, Status
 from autoencoder.training.hparams import PATHS, TRAINER, Metric, hparam_columns, metric_columns
 from autoencoder.training.launch import launch
 from autoencoder.training.run import train
+from autoencoder.utils.cli import load_config
 from autoencoder.workflows.jobs import train_and_evaluate
 from tests.conftest import FAST
 from tests.sweeps.test_sweeps import multirun
@@ -30,8 +29,7 @@ GROUPS_SHOWN = ["model", "variant", "corruption", "data", "optimizer", "schedule
 
 def launched(*overrides: str, output_dir: Path | str = "outputs/test"):
     """The config of `python -m autoencoder.train <overrides>`, with the `launch` its job gets."""
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+    cfg = load_config("config", list(overrides), return_hydra_config=True)
     with open_dict(cfg):
         cfg.launch = launch(cfg.hydra)
         del cfg["hydra"]

@@ -1,9 +1,8 @@
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
-from autoencoder import CONFIG_DIR
 from autoencoder.utils import hardware
+from autoencoder.utils.cli import load_config
 from autoencoder.utils.hardware import fastest_precision
 
 
@@ -32,8 +31,7 @@ def test_gpu_asked_for_without_one(monkeypatch):
 
 @pytest.mark.parametrize("option, accelerator", [("cpu", "cpu"), ("gpu", "gpu"), ("auto", "auto")])
 def test_trainer_options_resolve(option, accelerator):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"trainer={option}"])
+    cfg = load_config("config", [f"trainer={option}"])
     assert cfg.trainer.accelerator == accelerator
     assert cfg.trainer.precision == fastest_precision(accelerator)
     assert cfg.trainer.devices == 1

@@ -8,10 +8,9 @@ from pathlib import Path
 import lightning as L
 import optuna
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from autoencoder import CONFIG_DIR
+from autoencoder.utils.cli import load_config
 from autoencoder.utils.errors import UserError
 from autoencoder.workflows.anomaly import score_run
 from autoencoder.workflows.jobs import train_and_evaluate
@@ -37,8 +36,7 @@ ANOMALY_SCORES = ("mse", "relative", "latent_knn", "pixel_knn", "combined", "neg
 
 def test_train_and_evaluate_share_the_evaluation_settings(tmp_path):
     evaluate_cfg = compose_entry("evaluate", tmp_path, "ckpt_path=x.ckpt")
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        train_cfg = compose(config_name="config")
+    train_cfg = load_config("config")
     assert train_cfg.evaluate is False
     assert OmegaConf.masked_copy(evaluate_cfg, list(train_cfg.evaluation)) == train_cfg.evaluation
 

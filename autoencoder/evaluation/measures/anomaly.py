@@ -2,9 +2,11 @@
 (%) with the other classes as anomalies, for each score of the anomaly command."""
 
 import logging
+from typing import Annotated
 
 import torch
 
+from autoencoder.config.validation import integer
 from autoencoder.evaluation.measures.base import Measure, Outcome, Subject
 from autoencoder.evaluation.metrics import auroc
 from autoencoder.evaluation.scores import scorer
@@ -18,7 +20,7 @@ class Anomaly(Measure):
     """The k-NN scores use `knn_k` neighbours among those classes' training images and their codes,
     as the anomaly command's do."""
 
-    def __init__(self, knn_k: int) -> None:
+    def __init__(self, knn_k: Annotated[int, integer(1)] = 5) -> None:
         self.knn_k = knn_k
 
     def applies(self, subject: Subject) -> bool:

@@ -3,6 +3,7 @@ corrupted input, of the best classical filter (Gaussian blur or median, picked w
 validation images) and of the autoencoder's output."""
 
 import logging
+from typing import Annotated
 
 import torch
 from hydra.utils import instantiate
@@ -10,6 +11,7 @@ from omegaconf import OmegaConf
 from scipy import ndimage
 
 from autoencoder import CONFIG_DIR
+from autoencoder.config.validation import CORRUPTIONS, integer, numbers, strings
 from autoencoder.evaluation.batched import in_batches
 from autoencoder.evaluation.measures.base import Measure, Outcome, Subject
 from autoencoder.evaluation.metrics import psnr
@@ -40,7 +42,12 @@ class Denoising(Measure):
     """One row per corruption in `corruptions` and level in `noise`, each a progress step; the filter
     is picked on the first `tuning_images` validation images."""
 
-    def __init__(self, corruptions: list[str], noise: list[float], tuning_images: int) -> None:
+    def __init__(
+        self,
+        corruptions: Annotated[list[str], strings(options=CORRUPTIONS)] = ("gaussian", "masking", "salt_pepper"),
+        noise: Annotated[list[float], numbers(0)] = (0.1, 0.2, 0.3, 0.4, 0.5),
+        tuning_images: Annotated[int, integer(1)] = 1000,
+    ) -> None:
         self.corruptions, self.noise, self.tuning_images = list(corruptions), list(noise), tuning_images
 
     def steps(self, subject: Subject) -> int:

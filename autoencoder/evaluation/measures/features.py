@@ -2,9 +2,11 @@
 the same probes on raw pixels and on PCA of the pixels with as many components as the latent."""
 
 import logging
+from typing import Annotated
 
 from sklearn.decomposition import PCA
 
+from autoencoder.config.validation import integer
 from autoencoder.evaluation.batched import in_batches
 from autoencoder.evaluation.measures.base import Measure, Outcome, Subject
 from autoencoder.evaluation.metrics import knn_accuracy, linear_probe_accuracy
@@ -21,7 +23,7 @@ class Features(Measure):
     """Linear-probe and `knn_k`-NN test accuracy, fitted on the first `train_size` training images
     (None: all of them)."""
 
-    def __init__(self, train_size: int | None, knn_k: int) -> None:
+    def __init__(self, train_size: Annotated[int | None, integer(1, null=True)] = None, knn_k: Annotated[int, integer(1)] = 5) -> None:
         self.train_size, self.knn_k = train_size, knn_k
 
     def steps(self, subject: Subject) -> int:

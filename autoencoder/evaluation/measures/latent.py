@@ -2,11 +2,14 @@
 t-SNE map on request, for a 2-D latent the images decoded over its range, and TensorBoard's
 embedding projector with image sprites."""
 
+from typing import Annotated
+
 import torch
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from torchvision.utils import make_grid
 
+from autoencoder.config.validation import integer
 from autoencoder.evaluation.batched import in_batches
 from autoencoder.evaluation.measures.base import Embedding, Measure, Outcome, Subject
 from autoencoder.models.module import LitAutoencoder
@@ -26,7 +29,13 @@ class Latent(Measure):
     """Figures, no numbers. `tsne` adds a t-SNE map of the first `tsne_points` codes, `projector_points` test
     images go to the projector, and a 2-D latent's manifold has `manifold_steps` per axis."""
 
-    def __init__(self, tsne: bool, tsne_points: int, projector_points: int, manifold_steps: int) -> None:
+    def __init__(
+        self,
+        tsne: bool = False,
+        tsne_points: Annotated[int, integer(2)] = 3000,
+        projector_points: Annotated[int, integer(1)] = 2000,
+        manifold_steps: Annotated[int, integer(2)] = 20,
+    ) -> None:
         self.tsne, self.tsne_points, self.projector_points, self.manifold_steps = tsne, tsne_points, projector_points, manifold_steps
 
     def measure(self, subject: Subject, steps: Counted) -> Outcome:

@@ -1,7 +1,9 @@
 """A VAE's likelihood of the test images: the -ELBO and the importance-weighted -log p(x), in nats."""
 
 import logging
+from typing import Annotated
 
+from autoencoder.config.validation import integer
 from autoencoder.evaluation.likelihood import likelihood
 from autoencoder.evaluation.measures.base import Measure, Outcome, Subject
 from autoencoder.utils.progress import Counted, Reporter
@@ -13,7 +15,7 @@ log = logging.getLogger(__name__)
 class Likelihood(Measure):
     """`samples` importance samples per image, decoded `decodes` at a time (autoencoder.evaluation.likelihood)."""
 
-    def __init__(self, samples: int, decodes: int) -> None:
+    def __init__(self, samples: Annotated[int, integer(1)] = 1000, decodes: Annotated[int, integer(1)] = 10000) -> None:
         self.samples, self.decodes = samples, decodes
 
     def applies(self, subject: Subject) -> bool:
