@@ -115,9 +115,11 @@ def train(cfg: DictConfig, callbacks: Sequence[L.Callback] = (), evaluate: Evalu
             for folder in (Path(cfg.output_dir), Path(cfg.output_dir) / "checkpoints"):
                 remove_stale_temporaries(folder)
     out = Path(cfg.output_dir)
-    if rank_zero_only.rank == 0:  # first, so that a sweep's job refused below is recorded as failed
-        write_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    validate(cfg)
+    try:
+        validate(cfg)  # and fill in the settings its nodes leave to their classes' defaults
+    finally:  # config.yaml says every setting the run ran with; written first, so that a sweep's job refused here or below is recorded as failed
+        if rank_zero_only.rank == 0:
+            write_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)

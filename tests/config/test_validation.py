@@ -1,9 +1,11 @@
+import inspect
+
 import pytest
 import torch
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 from autoencoder import CONFIG_DIR
-from autoencoder.config.validation import RULES, validate
+from autoencoder.config.validation import RULES, settings, validate
 from autoencoder.evaluation import encode, evaluate, sampling
 from autoencoder.utils.cli import load_config
 from autoencoder.utils.errors import UserError
@@ -137,3 +139,71 @@ def test_fp16_needs_a_gpu(monkeypatch):
 def test_one_is_not_taken_for_true():
     with pytest.raises(UserError, match="channels_last must be true or false, got 1"):
         validate(composed("config", "channels_last=1"))
+
+
+def test_a_nodes_settings_their_rules_and_defaults_are_its_class_signature():
+    taken, takes_more = settings("autoencoder.models.variants.Variational")
+    assert not takes_more and {name: s.default for name, s in taken.items()} == {"beta": 1.0, "warmup_epochs": 0, "sigma": 0.1}
+    assert taken["sigma"].rule.allowed == "a number > 0"  # its Annotated rule
+    cfg = composed("config", "variant=vae", "variant.beta=2")
+    validate(cfg)
+    assert (cfg.variant.beta, cfg.variant.sigma) == (2, 0.1)  # the run's config says all it ran with
+
+
+def test_a_subclass_passing_its_settings_on_takes_its_parents_too():
+    taken, takes_more = settings("autoencoder.data.mnist.MNIST")
+    assert {"data_dir", "download", "batch_size", "val_size", "binarize"} <= set(taken) and not takes_more
+    assert settings("lightning.pytorch.loggers.TensorBoardLogger")[1]  # **kwargs no class names: any key goes
+
+
+def test_the_trainers_settings_are_lightnings_own_arguments():
+    from lightning.pytorch import Trainer
+
+    taken, _ = settings("lightning.pytorch.Trainer")
+    assert set(taken) == set(inspect.signature(Trainer).parameters)
+    cfg = composed("config")
+    validate(cfg)
+    assert cfg.trainer.log_every_n_steps is None and cfg.trainer.detect_anomaly is False  # Lightning's defaults, filled in
+    with pytest.raises(UserError, match=r"^trainer.detect_anomaly must be true or false, got 'sometimes'$"):
+        validate(composed("config", "trainer.detect_anomaly=sometimes"))  # the type hint's rule
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["variant=vae", "variant.bta=2"], r"unknown key 'variant.bta' \(Variational takes beta, warmup_epochs, sigma\): did you mean variant.beta\?"),
+        (["trainer.max_epoch=2"], r"unknown key 'trainer.max_epoch' \(Trainer takes .*\): did you mean trainer.max_epochs\?"),
+        (["interrupts.signal=[]"], r"unknown key 'interrupts.signal': did you mean interrupts.signals\?"),
+    ],
+)
+def test_a_key_no_class_or_rule_knows_is_refused_with_the_closest(overrides, message):
+    with pytest.raises(UserError, match=f"^{message}$"):
+        validate(composed("config", *overrides))
+
+
+def _written(node, path=""):
+    """(dotted key, value) of the settings a YAML file writes out, not its links (`${...}`)."""
+    for key, value in node.items():
+        if isinstance(value, dict):
+            yield from _written(value, f"{path}{key}.")
+        elif not str(key).startswith("_") and key != "defaults" and not (isinstance(value, str) and "${" in value):
+            yield f"{path}{key}", value
+
+
+@pytest.mark.parametrize("option", GROUP_OPTIONS)
+def test_a_group_option_writes_no_default_again(option):
+    """A value a YAML writes differs from what its node would have without it: its class's
+    default, or the value of the option it extends (trainer=ddp extends trainer=default)."""
+    group, name = option.split("=")
+    path = CONFIG_DIR / group / f"{name}.yaml"
+    text, own = path.read_text(), OmegaConf.to_container(OmegaConf.load(path))
+    cfg = composed("config", option)
+    parents = [composed("config", f"{group}={parent}") for parent in own.get("defaults", []) if isinstance(parent, str) and parent != "_self_"]
+    for key, value in _written(own):
+        node_path, _, setting = f"{group}.{key}".rpartition(".")
+        target = OmegaConf.select(cfg, f"{node_path}._target_")
+        default = settings(target)[0].get(setting) if target else None
+        inherited = [OmegaConf.select(parent, f"{group}.{key}", default=default.default if default else None) for parent in parents]
+        without = inherited[-1] if inherited else default.default if default else None
+        linked = f".{setting}}}" in text  # a key another key links to stays
+        assert without is None or without != value or linked, f"{path.name} writes {key}: {value!r}, which it has without"
