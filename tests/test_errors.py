@@ -137,11 +137,11 @@ BAD_INPUTS = [
     (TRAIN + ("progress.every_seconds=0",), "progress.every_seconds must be a number > 0, got 0"),
     (TRAIN + ("progress.every_fraction=-1",), "progress.every_fraction must be a number in (0, 1], got -1"),
     (TRAIN + ("nosie=0.3",), "unknown key 'nosie' in conf/config.yaml and the groups chosen: did you mean noise?"),
-    (TRAIN + ("variant=vae", "variant.bta=2"), "unknown key 'variant.bta' in conf/config.yaml and the groups chosen: did you mean variant.beta"),
+    (TRAIN + ("variant=vae", "variant.bta=2"), "unknown key 'variant.bta' (not a setting of Variational): did you mean variant.beta?"),
     (TRAIN + ("--foo",), "unrecognized arguments: --foo; the options are --help, --hydra-help"),
     (
         ("autoencoder.evaluate", "ckpt_path={ckpt}", "denoising.nosie=[0.3]"),
-        "unknown key 'denoising.nosie' in conf/evaluate.yaml and the groups chosen: did you mean denoising.noise?",
+        "unknown key 'denoising.nosie' (not a setting of Denoising): did you mean denoising.noise?",
     ),
     (TRAIN + ("evaluate=yes",), "evaluate must be true or false, got 'yes'"),
     (TRAIN + ("evaluate=true", "evaluation.probe.knn_k=0"), "evaluation.probe.knn_k must be an integer >= 1, got 0"),

@@ -283,8 +283,9 @@ RULES: dict[str, Rule] = {
     "scheduler.lightning.monitor": text(),
 }
 
-# Nodes whose keys are not user settings: Hydra's own, and the module's links to other nodes.
-SKIPPED = ("hydra", "module.net", "module.variant", "module.corruption", "module.optimizer")
+# Nodes whose keys are not user settings: Hydra's own, what a run notes of its launch
+# (autoencoder.training.launch), and the module's links to other nodes (resolved in a run's config.yaml).
+SKIPPED = ("hydra", "launch", "module.net", "module.variant", "module.corruption", "module.optimizer", "module.scheduler")
 
 
 def _rule(key: str, rules: Mapping[str, Rule]) -> Rule | None:
@@ -324,10 +325,13 @@ def _check(node: DictConfig, path: str, rules: Mapping[str, Rule]) -> None:
 
 
 def _unknown(name: str, path: str, target: str | None, taken: Mapping[str, Setting], rules: Mapping[str, Rule]) -> str:
-    known = [f"{path}{key}" for key in taken] + [key for key in rules if key.startswith(path) and "*" not in key]
-    close = closest(name, known)
-    whose = f" ({target.rsplit('.', 1)[-1]} takes {', '.join(taken) or 'none'})" if target else ""
-    return f"unknown key '{name}'{whose}: " + (f"did you mean {' or '.join(close)}?" if close else "none is close to it (--cfg job lists the config)")
+    close = closest(name, [f"{path}{key}" for key in taken] + [key for key in rules if key.startswith(path) and "*" not in key])
+    if close:
+        hint = f"did you mean {' or '.join(close)}?"
+    else:
+        hint = f"its settings: {', '.join(taken)}" if target else "none is close to it (--cfg job lists the config)"
+    whose = f" (not a setting of {target.rsplit('.', 1)[-1]})" if target else ""
+    return f"unknown key '{name}'{whose}: {hint}"
 
 
 def validate(cfg: DictConfig, rules: Mapping[str, Rule] = RULES, prefix: str = "") -> None:

@@ -171,8 +171,9 @@ def test_the_trainers_settings_are_lightnings_own_arguments():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["variant=vae", "variant.bta=2"], r"unknown key 'variant.bta' \(Variational takes beta, warmup_epochs, sigma\): did you mean variant.beta\?"),
-        (["trainer.max_epoch=2"], r"unknown key 'trainer.max_epoch' \(Trainer takes .*\): did you mean trainer.max_epochs\?"),
+        (["variant=vae", "variant.bta=2"], r"unknown key 'variant.bta' \(not a setting of Variational\): did you mean variant.beta\?"),
+        (["variant=vae", "variant.zzz=2"], r"unknown key 'variant.zzz' \(not a setting of Variational\): its settings: beta, warmup_epochs, sigma"),
+        (["trainer.max_epoch=2"], r"unknown key 'trainer.max_epoch' \(not a setting of Trainer\): did you mean trainer.max_epochs\?"),
         (["interrupts.signal=[]"], r"unknown key 'interrupts.signal': did you mean interrupts.signals\?"),
     ],
 )

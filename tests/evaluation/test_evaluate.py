@@ -76,7 +76,7 @@ def test_classical_filters_remove_salt_and_pepper():
         (["ckpt_path={tmp}/notes.txt"], "error: ckpt_path {tmp}/notes.txt is not a Lightning checkpoint this framework wrote"),
         (  # the model is the checkpoint's: evaluate has no model keys
             ["ckpt_path={ckpt}", "model.latent_dim=8"],
-            "error: unknown key 'model.latent_dim' in conf/evaluate.yaml and the groups chosen: none is close to it (--cfg job lists them all)",
+            "error: unknown key 'model.latent_dim': none is close to it (--cfg job lists the config)",
         ),
         (
             ["ckpt_path={ckpt}", "denoising.corruptions=[blur]"],
