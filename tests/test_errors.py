@@ -166,7 +166,7 @@ BAD_INPUTS = [
     ),
     (
         ("autoencoder.evaluate", "ckpt_path={ckpt}", "+measures.toy._target_=autoencoder.evaluation.measures.toy.Toy"),
-        "Error locating target 'autoencoder.evaluation.measures.toy.Toy'",
+        "measures.toy._target_: cannot load autoencoder.evaluation.measures.toy.Toy (Error loading 'autoencoder.evaluation.measures.toy.Toy')",
     ),
     (("autoencoder.evaluate", "ckpt_path={ckpt}", "data.data_dir={tmp}/missing"), "MNIST is not in {tmp}/missing/MNIST/raw and could not be downloaded"),
     (("autoencoder.encode", "ckpt_path={ckpt}", "split=validation"), "split must be one of train, val, test, got 'validation'"),

@@ -247,7 +247,11 @@ def settings(target: str) -> tuple[dict[str, Setting], bool]:
 
 # The evaluation's own settings (conf/evaluation/default.yaml; its measures are nodes): evaluate's
 # top-level keys, and a training run's under `evaluation` (evaluate=true).
-EVALUATION: dict[str, Rule] = {"batch_size": integer(1), "seed": integer(0, 2**32 - 1)}
+EVALUATION: dict[str, Rule] = {
+    "batch_size": integer(1),
+    "seed": integer(0, 2**32 - 1),
+    "measures.*": Rule(lambda v: v is None or (isinstance(v, DictConfig) and "_target_" in v), "a measure config with a _target_"),
+}
 
 # Every command's: where it writes, and its progress lines where stdout is not a terminal (conf/progress/).
 RUN: dict[str, Rule] = {
@@ -289,9 +293,16 @@ SKIPPED = ("hydra", "launch", "module.net", "module.variant", "module.corruption
 
 
 def _rule(key: str, rules: Mapping[str, Rule]) -> Rule | None:
+    """The rule of `key`: its own, or a pattern's whose `*` stands for one name (`measures.*`)."""
     if key in rules:
         return rules[key]
-    return next((rule for pattern, rule in rules.items() if "*" in pattern and fnmatch.fnmatchcase(key, pattern)), None)
+    names = key.split(".")
+
+    def matches(pattern: str) -> bool:
+        parts = pattern.split(".")
+        return "*" in pattern and len(parts) == len(names) and all(fnmatch.fnmatchcase(n, p) for n, p in zip(names, parts, strict=True))
+
+    return next((rule for pattern, rule in rules.items() if matches(pattern)), None)
 
 
 def _value(node: DictConfig, key: str) -> object:
@@ -305,7 +316,10 @@ def _value(node: DictConfig, key: str) -> object:
 def _check(node: DictConfig, path: str, rules: Mapping[str, Rule]) -> None:
     """Check the settings under `node` (at `path`, `data.` say) and fill in its class's defaults."""
     target = node.get("_target_") if "_target_" in node and not OmegaConf.is_interpolation(node, "_target_") else None
-    taken, open_ = settings(target) if isinstance(target, str) else ({}, False)
+    try:
+        taken, open_ = settings(target) if isinstance(target, str) else ({}, False)
+    except Exception as exc:  # noqa: BLE001 - whatever keeps it from loading, the _target_ is the problem
+        raise UserError(f"{path}_target_: cannot load {target} ({str(exc).splitlines()[0].rstrip(':')})") from exc
     for key in node:
         name = f"{path}{key}"
         if str(key).startswith("_") or name in SKIPPED or OmegaConf.is_interpolation(node, key):
