@@ -4,6 +4,7 @@ the defaults they state are those of the composed config, the commands table mat
 modules (and the console scripts, once pyproject.toml declares them), and the README's quick start and
 Python example run, on the tests' fake MNIST."""
 
+import inspect
 import re
 import shlex
 from collections import Counter
@@ -17,8 +18,11 @@ from markdown_it.token import Token
 from omegaconf import DictConfig, OmegaConf
 
 from autoencoder import CONFIG_DIR, REPO_DIR
+from autoencoder.config.validation import RULES, Setting, settings, validate
 from autoencoder.data.dataset import DATA_ENV
+from autoencoder.evaluation import evaluate, sampling
 from autoencoder.utils.cli import load_config
+from autoencoder.workflows import anomaly
 from tests.conftest import FAST, run_module
 
 README = REPO_DIR / "README.md"
@@ -174,9 +178,17 @@ KEY_VALUE = re.compile(r"`([a-z_][a-z0-9_]*(?:\.[a-z0-9_]+)*)(?<!\.png)(?<!\.jso
 BASES = {"trainer": {"default"}}  # files that the group's options extend, not options of their own
 
 
+# Each command's rules: validating its config fills in what its nodes leave to their classes' defaults.
+COMMAND_RULES = {"config": RULES, "evaluate": evaluate.RULES, "sample": sampling.RULES, "anomaly": anomaly.ANOMALY_RULES}
+
+
 @cache
 def composed(config: str, *overrides: str) -> DictConfig:
-    return load_config(config, list(overrides), return_hydra_config=True)
+    """A command's config as its run has it: composed, then completed with the defaults."""
+    cfg = load_config(config, list(overrides), return_hydra_config=True)
+    if config in COMMAND_RULES:
+        validate(cfg, COMMAND_RULES[config])
+    return cfg
 
 
 def value(text: str) -> object:
@@ -198,10 +210,19 @@ def stated(text: str) -> list[tuple[str, object]]:
     return [(key, value(raw)) for key, raw in KEY_VALUE.findall(text) if raw.strip() != "default"]
 
 
+def run_value(cfg: DictConfig, key: str) -> object:
+    """The value a run of `cfg` takes for `key`: its config's, else its node's class's default
+    (Lightning's and torch's are not written into the config)."""
+    node, _, name = key.rpartition(".")
+    target = OmegaConf.select(cfg, f"{node}._target_") if node else None
+    default = settings(target)[0].get(name, Setting(None)).default if target else "<missing>"
+    return OmegaConf.select(cfg, key, default="<missing>" if default is inspect.Parameter.empty else default)
+
+
 def wrong_defaults(text: str, cfg: DictConfig) -> list[str]:
     wrong = []
     for key, expected in stated(text):
-        actual = OmegaConf.select(cfg, key, default="<missing>")
+        actual = run_value(cfg, key)
         actual = OmegaConf.to_container(actual) if OmegaConf.is_config(actual) else actual
         if actual != expected:
             wrong.append(f"`{key}` is stated as {expected!r}, the config has {actual!r}")

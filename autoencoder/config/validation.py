@@ -200,15 +200,14 @@ THIRD_PARTY: dict[str, dict[str, Rule]] = {
 
 @dataclass(frozen=True)
 class Setting:
-    """One keyword argument of a node's class: its rule (None: not a value a config can hold) and
-    its default, where it has one a config can hold."""
+    """One keyword argument of a node's class: its rule (None: not a value a config can hold), its
+    default (`inspect.Parameter.empty`: none a config can hold), and whether validation writes that
+    default into a config that leaves the setting out: for the framework's own classes (another
+    library's defaults are that library's, pinned with its version)."""
 
     rule: Rule | None
     default: object = inspect.Parameter.empty
-
-    @property
-    def has_default(self) -> bool:
-        return self.default is not inspect.Parameter.empty
+    filled: bool = False
 
 
 def _plain(value: object) -> object:
@@ -239,7 +238,7 @@ def settings(target: str) -> tuple[dict[str, Setting], bool]:
             rule = marked or narrower.get(p.name) or rule_of_type(hint)
             default = _plain(p.default)
             usable = default is not p.empty and rule is not None and rule.accepts(default)
-            taken[p.name] = Setting(rule, default if usable else p.empty)
+            taken[p.name] = Setting(rule, default if usable else p.empty, usable and owner.__module__.startswith("autoencoder."))
         if not any(p.kind is p.VAR_KEYWORD for p in parameters):
             return taken, False
     return taken, True
@@ -334,7 +333,7 @@ def _check(node: DictConfig, path: str, rules: Mapping[str, Rule]) -> None:
             raise UserError(_unknown(name, path, target, taken, rules))
     with open_dict(node):
         for key, setting in taken.items():
-            if key not in node and setting.has_default:
+            if key not in node and setting.filled:
                 node[key] = setting.default
 
 
