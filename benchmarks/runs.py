@@ -28,6 +28,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from typing_extensions import override
 
+from autoencoder.config.validation import validate
 from autoencoder.data.batches import ShuffledBatches
 from autoencoder.data.images import data_module
 from autoencoder.utils.cli import load_config
@@ -91,8 +92,8 @@ class LightningEpochClock(L.Callback):
 
 def compose_config(settings: dict, overrides: list[str] = ()) -> DictConfig:
     """The framework's config for this benchmark: its defaults, the benchmark's subset, epochs,
-    noise and accelerator, then the run's own overrides."""
-    return load_config(
+    noise and accelerator, then the run's own overrides; validated, so complete."""
+    cfg = load_config(
         "config",
         [
             f"data.train_size={settings['train_size']}",
@@ -104,6 +105,8 @@ def compose_config(settings: dict, overrides: list[str] = ()) -> DictConfig:
             *overrides,
         ],
     )
+    validate(cfg)
+    return cfg
 
 
 def _device(cfg: DictConfig) -> torch.device:

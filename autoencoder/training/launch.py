@@ -33,15 +33,16 @@ def _swept_keys(hydra: DictConfig, keys: list[str]) -> set[str]:
 def launch(hydra: DictConfig) -> dict:
     """`groups` (group: option, Hydra's own and unset groups left out) and `keys` (set on the command
     line, in its order); in a sweep also `swept` (those of `keys` the sweep varies) and, when there are
-    any, `name`: the job's swept overrides as Hydra's override_dirname writes them (a `/` in a value
-    becomes `_`, so that it names one folder), with `sweep_dir`, the sweep's folder (absolute)."""
+    any, `name`: the job's swept overrides as the user wrote them, as Hydra's override_dirname does (a
+    `/` in a value becomes `_`, so that it names one folder), with `sweep_dir`, the sweep's folder
+    (absolute)."""
     job = _parsed(hydra.overrides.task)
     keys = [o.key_or_group for o in job]
     info = {"groups": {group: option for group, option in hydra.runtime.choices.items() if not group.startswith("hydra/") and option is not None}, "keys": keys}
     if hydra.mode == RunMode.MULTIRUN:
         swept = _swept_keys(hydra, keys)
         info["swept"] = [key for key in keys if key in swept]
-        name = ",".join(sorted(o.input_line for o in job if o.key_or_group in swept)).replace("/", "_")
+        name = ",".join(sorted(o.input_line.lstrip("+") for o in job if o.key_or_group in swept)).replace("/", "_")  # `++key=` as `key=`
         if name:
             info |= {"name": name, "sweep_dir": str(Path(hydra.sweep.dir).absolute())}
     return info

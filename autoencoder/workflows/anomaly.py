@@ -26,7 +26,7 @@ import logging
 import statistics
 from pathlib import Path
 
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from autoencoder.config.validation import CLASSES, RULES, boolean, integer, integers, validate
 from autoencoder.evaluation.metrics import auroc
@@ -41,7 +41,9 @@ from autoencoder.workflows.jobs import train_and_evaluate
 log = logging.getLogger(__name__)
 
 # conf/anomaly.yaml's keys: the training config's and the table's own.
-ANOMALY_RULES = {**RULES, "classes": CLASSES, "test": boolean(), "knn_k": integer(1), "seeds": integers(0, 2**32 - 1, distinct=True)}
+# conf/anomaly.yaml's own keys; the rest is the training config each one-class run gets.
+OWN_RULES = {"classes": CLASSES, "test": boolean(), "knn_k": integer(1), "seeds": integers(0, 2**32 - 1, distinct=True)}
+ANOMALY_RULES = {**RULES, **OWN_RULES}
 
 # AUROC in % for normal classes 0..9, by data module.
 PUBLISHED = {
@@ -89,7 +91,7 @@ def one_class_run(cfg: DictConfig, out: Path, label: int, seed: int, splits: tup
     if (trained := RunRecord.read(run_dir)) and trained.status is Status.COMPLETED:  # trained before, scored on fewer splits
         best = trained.best_checkpoint
     else:
-        run_cfg = cfg.copy()
+        run_cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key not in OWN_RULES])
         with open_dict(run_cfg):
             run_cfg.output_dir, run_cfg.seed, run_cfg.data.classes = str(run_dir), seed, [label]
         best = train_and_evaluate(run_cfg)["best_checkpoint"]

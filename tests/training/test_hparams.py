@@ -13,6 +13,7 @@ from tensorboard.backend.event_processing import data_provider, plugin_event_mul
 from tensorboard.plugins import base_plugin
 from tensorboard.plugins.hparams import api_pb2, backend_context, get_experiment, list_session_groups
 
+from autoencoder.config.validation import validate
 from autoencoder.runs.record import RunRecord, Status
 from autoencoder.training.hparams import PATHS, TRAINER, Metric, hparam_columns, metric_columns
 from autoencoder.training.launch import launch
@@ -34,6 +35,7 @@ def launched(*overrides: str, output_dir: Path | str = "outputs/test"):
         cfg.launch = launch(cfg.hydra)
         del cfg["hydra"]
         cfg.output_dir = str(output_dir)
+    validate(cfg)  # as train() does: the settings left to their classes' defaults are filled in
     return cfg
 
 
