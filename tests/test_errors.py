@@ -122,6 +122,11 @@ BAD_INPUTS = [
     (FOLDER + ("data.path={tmp}/missing",), "data.path {tmp}/missing does not exist; give the folder that holds your images"),
     (FOLDER + ("data.path={tmp}/no_images",), "data.path {tmp}/no_images holds no image files (the files read: .png, .jpg, .jpeg, .bmp, .gif, .webp, .tif"),
     (FOLDER + ("data.path={tmp}/bad_image",), "{tmp}/bad_image/x.png is not an image Pillow can read (cannot identify image file"),
+    (FOLDER + ("data.path={tmp}/bad_image", "data.in_memory=maybe"), "data.in_memory must be one of auto, True, False, got 'maybe'"),
+    (
+        FOLDER + ("data.path={tmp}/bad_image", "data.in_memory=false", "data.cache_dir={tmp}/a_file/caches"),
+        "cannot write the image cache test-8-RGB.u8 in {tmp}/a_file/caches/bad_image-",
+    ),
     (TRAIN + ("ckpt_path={tmp}/missing.ckpt",), "ckpt_path {tmp}/missing.ckpt does not exist"),
     (TRAIN + ("ckpt_path={tmp}/notes.ckpt",), "ckpt_path {tmp}/notes.ckpt is not a Lightning checkpoint this framework wrote"),
     (TRAIN + ("ckpt_path={ckpt}", "model.latent_dim=8"), "holds a different model than the configured one"),

@@ -159,6 +159,8 @@ DATA: dict[str, Rule] = {
     "data.test_size": FRACTION,
     "data.classes": CLASSES,
     "data.image_shape": integers(1, length=3),
+    "data.in_memory": one_of("auto", True, False),
+    "data.cache_dir": text(null=True),
 }
 
 RULES: dict[str, Rule] = {
