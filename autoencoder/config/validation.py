@@ -114,7 +114,18 @@ CLASSES = Rule(
 )
 FRACTION = Rule(lambda v: _is_number(v) and 0 < v < 1, "a number in (0, 1)")
 COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-CORRUPTIONS = tuple(sorted(p.stem for p in (CONFIG_DIR / "corruption").glob("*.yaml")))
+# The corruptions with a noise level, which the denoising measure sweeps (not the transformations).
+CORRUPTIONS = tuple(sorted(p.stem for p in (CONFIG_DIR / "corruption").glob("*.yaml") if "noise" in OmegaConf.load(p)))
+# The transformation corruptions' settings (autoencoder.models.corruption).
+QUARTER_TURNS = Rule(
+    lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and len(set(v)) == len(v) and all(_is_int(d) and d in (0, 90, 180, 270) for d in v),
+    "a non-empty list of distinct angles from 0, 90, 180, 270",
+)
+FLIPS = ("none", "horizontal", "vertical", "both")
+STEPS = Rule(
+    lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(isinstance(s, dict) and "_target_" in s for s in v),
+    "a non-empty list of corruption configs, each with a _target_",
+)
 
 # The evaluation's settings (conf/evaluation/default.yaml): evaluate's top-level keys, and a training
 # run's under `evaluation` (evaluate=true).
@@ -181,6 +192,7 @@ RULES: dict[str, Rule] = {
     "interrupts.signals": strings(empty=True, options=STOP_SIGNALS),
     "interrupts.requeue_signals": strings(empty=True, options=STOP_SIGNALS),
     "module.eval_noise_seed": integer(0),
+    "module.transform_head_weight": number(0),
     "model.latent_dim": integer(1),
     "model.input_shape": integers(1, length=3),
     "model.channels": integers(1),
@@ -190,6 +202,10 @@ RULES: dict[str, Rule] = {
     "model.fc_hidden": integers(1, empty=True),
     "model.hidden": integers(1, empty=True),
     "corruption.noise": number(0),
+    "corruption.degrees": QUARTER_TURNS,
+    "corruption.flips": strings(options=FLIPS),
+    "corruption.shift": integer(1),
+    "corruption.steps": STEPS,
     "variant.weight": number(0),
     "variant.projections": integer(1),
     "variant.beta": number(0),
@@ -307,12 +323,14 @@ def _leaves(node: DictConfig, prefix: str = ""):
 
 
 def _noise_fits_corruption(cfg: DictConfig) -> None:
+    """The noise level of the corruption, or of each step of a chain of them, within its class's range."""
     if not cfg.get("corruption"):
         return
-    corruption = get_class(cfg.corruption._target_)
-    noise = cfg.corruption.noise
-    if _is_number(noise) and noise > corruption.max_noise:
-        raise UserError(f"noise must be a number in [0, {corruption.max_noise:g}] for the {corruption.__name__} corruption, got {noise!r}")
+    for node in (cfg.corruption, *cfg.corruption.get("steps", ())):
+        corruption = get_class(node._target_)
+        noise = node.get("noise")
+        if _is_number(noise) and noise > corruption.max_noise:
+            raise UserError(f"noise must be a number in [0, {corruption.max_noise:g}] for the {corruption.__name__} corruption, got {noise!r}")
 
 
 def _precision_fits_accelerator(cfg: DictConfig) -> None:
