@@ -76,7 +76,7 @@ def worker(url: str, n_trials: int, work: float, seed: int) -> None:
 
 
 def measure(url: str, workers: int, trials: int, work: float) -> dict:
-    optuna.create_study(study_name=STUDY, storage=open_storage(url, made=True))
+    optuna.create_study(study_name=STUDY, storage=open_storage(url))
     command = [sys.executable, "-m", "benchmarks.sweep_storage", "--worker", url, "--work", str(work)]
     processes = [subprocess.Popen([*command, "--trials", str(trials // workers), "--seed", str(i)], stdout=subprocess.PIPE, text=True) for i in range(workers)]
     rows = [json.loads(line) for p in processes for line in p.communicate()[0].splitlines()]

@@ -1,12 +1,15 @@
 """An Optuna sweeper for Hydra whose trials can be pruned (conf/hydra/sweeper/optuna.yaml).
 
 Hydra's sweeper API hands a sweeper only the jobs' return values, so a sweeper that ran trials by
-itself could not let Optuna stop one halfway. This one asks the study for a batch of trials, runs
-them as jobs through the configured launcher (one at a time, in parallel with joblib, or on SLURM),
+itself could not let Optuna stop one halfway. This one queues its `n_trials` in the study, claims
+a batch of queued trials, runs them as jobs through the configured launcher (one at a time, in
+parallel with joblib, or on SLURM),
 and gives each job its trial's storage id as `hydra.sweeper.trial`; the job reports its validation
 loss to that trial every epoch and stops when the pruner says so
 (autoencoder.sweeps.pruning.OptunaPruning). When the batch ends, each trial is told what its job's
-metrics.json says. Several processes may run this on one study at once: each asks its own trials.
+metrics.json says. Several processes may run this on one study at once, on many machines: they
+share the queue, a trial of a worker that died is queued again (autoencoder.sweeps.heartbeat), and
+a storage that went away is waited for (autoencoder.sweeps.storage).
 
 Hydra imports every plugin module whenever a command starts, so the project's modules (and
 Lightning behind them) are imported only when a search runs.

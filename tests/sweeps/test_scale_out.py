@@ -57,19 +57,21 @@ def check_every_trial_ran_once(study: optuna.Study, tmp_path, names: list[str], 
     assert sum(summarized(tmp_path / name) for name in names) == planned
 
 
-@pytest.mark.parametrize("launcher", [(), ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2")], ids=["basic", "joblib"])
-def test_eight_workers_on_one_postgresql_study_run_each_planned_trial_once(tmp_path, fake_mnist, postgres, launcher):
+# With joblib each worker runs its trials two at a time in processes of their own: 8 workers, 16
+# job processes, 2 trials each, so that the test stays within a few minutes on 2 cores.
+@pytest.mark.parametrize("launcher, n_trials", [((), 6), (("hydra/launcher=joblib", "hydra.launcher.n_jobs=2"), 2)], ids=["basic", "joblib"])
+def test_eight_workers_on_one_postgresql_study_run_each_planned_trial_once(tmp_path, fake_mnist, postgres, launcher, n_trials):
     names = [f"worker{i}" for i in range(8)]
-    finish([worker(tmp_path, fake_mnist, postgres, name, "hydra.sweeper.n_trials=6", *launcher) for name in names])
-    check_every_trial_ran_once(optuna.load_study(study_name=STUDY, storage=postgres), tmp_path, names, planned=48)
+    finish([worker(tmp_path, fake_mnist, postgres, name, f"hydra.sweeper.n_trials={n_trials}", *launcher) for name in names])
+    check_every_trial_ran_once(optuna.load_study(study_name=STUDY, storage=postgres), tmp_path, names, planned=8 * n_trials)
 
 
 def test_eight_workers_share_a_journal_file(tmp_path, fake_mnist):
     storage = f"journal:///{tmp_path / 'study.log'}"
     names = [f"worker{i}" for i in range(8)]
-    finish([worker(tmp_path, fake_mnist, storage, name, "hydra.sweeper.n_trials=3") for name in names])
+    finish([worker(tmp_path, fake_mnist, storage, name, "hydra.sweeper.n_trials=2") for name in names])
     study = optuna.load_study(study_name=STUDY, storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.log"))))
-    check_every_trial_ran_once(study, tmp_path, names, planned=24)
+    check_every_trial_ran_once(study, tmp_path, names, planned=16)
 
 
 def test_a_killed_workers_trial_is_failed_and_run_again_by_a_live_worker(tmp_path, fake_mnist, postgres):
