@@ -32,9 +32,15 @@ def worker(tmp_path, fake_mnist, storage: str, name: str, *overrides: str) -> su
     return subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def finish(workers: list[subprocess.Popen], timeout: float = 300) -> list[str]:
-    """Wait for every worker; their output, after checking each exited cleanly."""
-    outputs = [w.communicate(timeout=timeout) for w in workers]
+def finish(workers: list[subprocess.Popen], timeout: float = 900) -> list[str]:
+    """Wait for every worker; their output, after checking each exited cleanly. Workers still
+    running when it gives up are killed, so that a failed test leaves none behind."""
+    try:
+        outputs = [w.communicate(timeout=timeout) for w in workers]
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
     assert [w.returncode for w in workers] == [0] * len(workers), [err[-2000:] for _, err in outputs]
     return [out + err for out, err in outputs]
 
