@@ -84,7 +84,7 @@ def test_a_killed_workers_trial_is_failed_and_run_again_by_a_live_worker(tmp_pat
     # A short grace period, so that the lost trial comes back soon.
     live = [worker(tmp_path, fake_mnist, postgres, f"live{i}", "hydra.sweeper.n_trials=3", "hydra.sweeper.grace_period=5") for i in range(2)]
     victim = worker(tmp_path, fake_mnist, postgres, "victim", "hydra.sweeper.n_trials=3", "hydra.sweeper.grace_period=5", "trainer.max_epochs=20")
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600
     while not (tmp_path / "victim" / "0" / "checkpoints").is_dir():  # in its first trial, past the first epoch's checkpoint
         assert time.monotonic() < deadline and victim.poll() is None, victim.stderr.read()[-2000:]
         time.sleep(0.1)
@@ -108,7 +108,7 @@ def completed(storage: str) -> int:
 
 
 def wait_for_trials(storage: str, count: int, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600
     while completed(storage) < count:
         assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()[-2000:]
         time.sleep(0.2)
