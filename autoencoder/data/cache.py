@@ -9,9 +9,10 @@ one: a build that fails (a full disk, a killed process) leaves the earlier cache
 
 Reading maps the file (`MappedImages`): a batch is gathered from the pages it needs, which the
 kernel reads from disk or keeps in its page cache. Mapped pages the process has read count in its
-resident memory until it hands them back, which it does every RELEASE bytes read, so its resident
-memory stays bounded whatever the data's size (the page cache, which the kernel reclaims when
-memory is short, keeps them for the next read).
+resident memory until it hands them back, which it does every RELEASE bytes gathered, so its
+resident memory stays bounded whatever the data's size (the page cache, which the kernel reclaims
+when memory is short, keeps them for the next read). The kernel maps up to 64 KiB around each page
+a read faults in (fault-around), so several times RELEASE may be resident between hand-backs.
 """
 
 import hashlib
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 MAGIC, VERSION = b"AECACHE\0", 1
 HEADER = struct.Struct("<8sIQIII32s")  # magic, version, count, channels, height, width, fingerprint (sha256)
 HEADER_BYTES = 4096  # the images start on a page boundary
-RELEASE = 256 * 2**20  # bytes read between hand-backs of the mapped pages
+RELEASE = 32 * 2**20  # bytes gathered between hand-backs of the mapped pages
 
 Shape = tuple[int, int, int, int]  # (N, C, H, W)
 
