@@ -63,13 +63,14 @@ def open_storage(
             if sqlite:
                 sqlalchemy.event.listen(storage.engine, "begin", _lock_sqlite)
             return storage
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
             # Workers that open a new database at once race to create its tables and record their
-            # version; the losers fail once and find them made when they try again.
+            # version; the losers fail once and find them made when they try again. Optuna wraps
+            # some of SQLAlchemy's errors (a server that is down) in its own: the reason is inside.
             if attempt < 2 or time.monotonic() < deadline:
                 time.sleep(min(1 + attempt, 5))
                 continue
-            error = exc
+            error = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) and exc.__cause__ else exc
         except (ImportError, ValueError) as exc:  # a URL of a database whose driver is not installed, a bad URL
             error = exc
         raise UserError(f"hydra.sweeper.storage={url} cannot be opened ({_reason(error)}); give a database URL this machine can write") from error
