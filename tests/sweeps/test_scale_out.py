@@ -120,8 +120,7 @@ def test_a_worker_waits_for_a_restarted_database_and_loses_nothing(tmp_path, fak
     postgres_server.stop()
     time.sleep(5)
     postgres_server.start()
-    [output] = finish([one])
-    assert "cannot be reached" in output
+    finish([one])  # whether the worker, a job's report or a job's opening of the study met the outage depends on timing
     states = [t.state for t in optuna.load_study(study_name=STUDY, storage=postgres).trials]
     assert states == [TrialState.COMPLETE] * 4
     assert len(job_trials(tmp_path / "sweep")) == 4
