@@ -88,6 +88,15 @@ BAD_INPUTS = [
     (TRAIN + ("noise=-0.1",), "noise must be a number >= 0, got -0.1"),
     (TRAIN + ("corruption=masking", "noise=1.5"), "noise must be a number in [0, 1] for the Masking corruption, got 1.5"),
     (TRAIN + ("optimizer.lr=-0.1",), "optimizer.lr must be a number > 0, got -0.1"),
+    (
+        TRAIN + ("corruption=shear",),
+        "unknown corruption option 'shear' (allowed: chain, flip, gaussian, grayscale, masking, rotation, salt_pepper, translation)",
+    ),
+    (TRAIN + ("corruption=rotation", "corruption.degrees=[]"), "corruption.degrees must be a non-empty list of distinct angles from 0, 90, 180, 270, got []"),
+    (TRAIN + ("corruption=chain", "corruption.steps=[]"), "corruption.steps must be a non-empty list of corruption configs, each with a _target_, got []"),
+    (TRAIN + ("corruption=translation", "corruption.shift=28"), "corruption.shift=28 moves a 28x28 image out of the frame: it must be less than 28"),
+    (TRAIN + ("corruption=grayscale",), "corruption=grayscale erases colour, and these images have 1 channel(s), not 3"),
+    (TRAIN + ("module.transform_head_weight=0.1",), "module.transform_head_weight > 0 predicts the transformation: it needs a transformation corruption"),
     (TRAIN + ("seed=abc",), "seed must be an integer in [0, 4294967295], got 'abc'"),
     (TRAIN + ("early_stopping.patience=-1",), "early_stopping.patience must be an integer >= 0, got -1"),
     (TRAIN + ("trainer=gpu", "trainer.precision=32-true"), "the Trainer refused trainer.accelerator=gpu"),
@@ -122,6 +131,11 @@ BAD_INPUTS = [
     (FOLDER + ("data.path={tmp}/missing",), "data.path {tmp}/missing does not exist; give the folder that holds your images"),
     (FOLDER + ("data.path={tmp}/no_images",), "data.path {tmp}/no_images holds no image files (the files read: .png, .jpg, .jpeg, .bmp, .gif, .webp, .tif"),
     (FOLDER + ("data.path={tmp}/bad_image",), "{tmp}/bad_image/x.png is not an image Pillow can read (cannot identify image file"),
+    (FOLDER + ("data.path={tmp}/bad_image", "data.in_memory=maybe"), "data.in_memory must be one of auto, True, False, got 'maybe'"),
+    (
+        FOLDER + ("data.path={tmp}/bad_image", "data.in_memory=false", "data.cache_dir={tmp}/a_file/caches"),
+        "cannot write the image cache test-8-RGB.u8 in {tmp}/a_file/caches/bad_image-",
+    ),
     (TRAIN + ("ckpt_path={tmp}/missing.ckpt",), "ckpt_path {tmp}/missing.ckpt does not exist"),
     (TRAIN + ("ckpt_path={tmp}/notes.ckpt",), "ckpt_path {tmp}/notes.ckpt is not a Lightning checkpoint this framework wrote"),
     (TRAIN + ("ckpt_path={ckpt}", "model.latent_dim=8"), "holds a different model than the configured one"),
@@ -153,6 +167,22 @@ BAD_INPUTS = [
     (SEARCH + ("hydra.sweeper.n_trials=0",), "hydra.sweeper.n_trials must be an integer >= 1, got 0"),
     (SEARCH + ("hydra.sweeper.storage=sqlite:///{tmp}/a_file/study.db",), "hydra.sweeper.storage=sqlite:///{tmp}/a_file/study.db cannot be opened"),
     (SEARCH + ("noise=glob(*)",), "noise=glob(*) is not a sweep Optuna can search"),
+    (
+        SEARCH + ("hydra.sweeper.storage=postgresql://nobody@127.0.0.1:1/study",),
+        "hydra.sweeper.storage=postgresql://nobody@127.0.0.1:1/study cannot be opened ((psycopg.OperationalError) connection failed",
+    ),
+    (
+        SEARCH + ("hydra.sweeper.storage=postgres_ql://localhost/study",),
+        "hydra.sweeper.storage=postgres_ql://localhost/study cannot be opened (Can't load plugin",
+    ),
+    (
+        SEARCH + ("hydra.sweeper.storage=journal:///{tmp}/a_file/study.log",),
+        "hydra.sweeper.storage=journal:///{tmp}/a_file/study.log cannot be opened ([Errno 20] Not a directory",
+    ),
+    (
+        SEARCH + ("hydra.sweeper.heartbeat=10", "hydra.sweeper.grace_period=5"),
+        "hydra.sweeper.grace_period must be longer than hydra.sweeper.heartbeat (10 s), got 5",
+    ),
     (("autoencoder.evaluate", "ckpt_path={tmp}/notes.ckpt"), "is not a Lightning checkpoint this framework wrote"),
     (("autoencoder.evaluate", "ckpt_path={ckpt}", "likelihood.samples=0"), "likelihood.samples must be an integer >= 1, got 0"),
     (

@@ -139,7 +139,8 @@ CLASSES = Rule(
 )
 FRACTION = number(above=0, below=1)
 COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-CORRUPTIONS = tuple(sorted(p.stem for p in (CONFIG_DIR / "corruption").glob("*.yaml")))
+# The corruptions with a noise level, which the denoising measure sweeps (not the transformations).
+CORRUPTIONS = tuple(sorted(p.stem for p in (CONFIG_DIR / "corruption").glob("*.yaml") if "noise" in OmegaConf.load(p)))
 
 
 def rule_of_type(hint: object) -> Rule | None:

@@ -1,10 +1,13 @@
-"""Index batches for tensors held in memory: one indexing op per batch instead of a per-sample
-Dataset, and a per-epoch seeded order that a resumed run repeats, from the batch it stopped at."""
+"""Index batches for images held in memory or mapped from a cache file: one indexing op per batch
+instead of a per-sample Dataset, and a per-epoch seeded order that a resumed run repeats, from the
+batch it stopped at. The same index batches pick the same images from either."""
 
 import math
 
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from autoencoder.data.cache import MappedImages
 
 
 class ShuffledBatches(Sampler[torch.Tensor]):
@@ -63,3 +66,23 @@ class ResumableLoader(DataLoader):
 
     def load_state_dict(self, state: dict) -> None:
         self.sampler.load_state_dict(state)
+
+
+class GatheredImages(Dataset):
+    """The images and labels at `index` (positions in a cache file's images): each index batch is
+    gathered from the file as it is asked for, so that the split is never copied into memory."""
+
+    def __init__(self, images: MappedImages, labels: torch.Tensor, index: torch.Tensor):
+        self.images, self.labels, self.index = images, labels, index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        positions = self.index[batch]  # (B,) positions in the file
+        return torch.from_numpy(self.images.gather(positions.numpy())), self.labels[positions]  # (B, C, H, W) uint8, (B,)
+
+    @property
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole split in memory, as TensorDataset's: for consumers outside a Trainer."""
+        return self[torch.arange(len(self))]

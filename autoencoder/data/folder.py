@@ -10,9 +10,12 @@ holds `train/` and `test/`, each laid out so, they are its own split; otherwise 
 Every image is decoded once with Pillow, converted to RGB (or L with `grayscale`; transparency and
 an animated GIF's later frames are dropped) and resized to size x size, bilinear, its aspect not
 kept (crop beforehand to keep it), into one uint8 tensor per split. The memory that takes is
-checked before any file is decoded, so a folder too large to hold stops with one line.
+checked before any file is decoded: with `in_memory=auto` a folder too large to hold is decoded once
+into a cache file instead (autoencoder.data.cache) and read from it batch by batch; with `true` it
+stops with one line, and `false` always reads it from the cache.
 """
 
+import hashlib
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +28,9 @@ import torch
 from PIL import Image
 from typing_extensions import override
 
-from autoencoder.config.validation import FRACTION, integer
+from autoencoder.config.validation import FRACTION, integer, one_of
+from autoencoder.data import cache
+from autoencoder.data.cache import MappedImages, readable
 from autoencoder.data.dataset import VAL_SIZE, ImageDataset
 from autoencoder.utils.errors import UserError
 
@@ -34,6 +39,7 @@ log = logging.getLogger(__name__)
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 READ = f"the files read: {', '.join(EXTENSIONS)}, in any case"
 HEADROOM = 0.8  # the share of the available memory the images may take; the rest is the run's own
+CHUNK = 4096  # images decoded at a time into a cache file
 
 Files = list[tuple[Path, int]]  # (image file, label)
 
@@ -46,14 +52,6 @@ def available_memory() -> int:
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) * 1024
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
-def _readable(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024:
-            return f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"
 
 
 def _folder(path: Path) -> Path:
@@ -152,15 +150,26 @@ class ImageFolder(ImageDataset):
         grayscale: bool = False,
         test_size: Annotated[float, FRACTION] = 0.2,
         val_size: Annotated[int | float, VAL_SIZE] = 0.1,
+        in_memory: Annotated[bool | str, one_of("auto", True, False)] = "auto",
+        cache_dir: str | None = None,
         **settings,
     ):
         """`test_size`: the fraction of the images held out as the test split where `path` has
         no train/ and test/ of its own; `val_size` a fraction of the training images, or a number.
-        `settings` are ImageDataset's."""
+        `in_memory`: where the decoded images live: true, in memory (a folder too large stops with
+        one line); false, in a uint8 cache file decoded once and read batch by batch (rebuilt when
+        the images change); auto, in memory when they fit in the memory available, else the cache
+        file. `cache_dir`: the cache file's folder (null: a hidden .autoencoder-cache/ in `path`;
+        else one of your own, a faster disk or where `path` is read-only). `settings` are
+        ImageDataset's."""
         self.path = Path(path).expanduser()
-        self.size, self.grayscale, self.test_size = size, grayscale, test_size
+        self.size, self.grayscale, self.test_size, self.in_memory = size, grayscale, test_size, in_memory
         super().__init__(**{"image_shape": (1 if grayscale else 3, size, size), "val_size": val_size, **settings})  # scans the folder for `classes`
         self.files = self._scan[1]
+        # Beside the images (a hidden folder, which scan skips), else in cache_dir under a name of this folder's own.
+        resolved = self.path.resolve()
+        own = f"{resolved.name}-{hashlib.sha256(str(resolved).encode()).hexdigest()[:8]}"
+        self.cache_folder = Path(cache_dir).expanduser() / own if cache_dir is not None else self.path / ".autoencoder-cache"
 
     @cached_property
     def _scan(self) -> tuple[tuple[str, ...], dict[str, Files]]:
@@ -177,20 +186,39 @@ class ImageFolder(ImageDataset):
         _folder(self.path)  # nothing to download; the folder, scanned when the dataset was built, must still be there
 
     @cached_property
-    def _decoded(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """Both splits, decoded at the first `load`, once the memory they need is known to be there."""
+    def _decoded(self) -> dict[str, tuple[torch.Tensor | MappedImages, torch.Tensor]]:
+        """Both splits, decoded at the first `load`: into memory once it is known to be there, else
+        (in_memory false, or auto and too large) into cache files that are then mapped."""
         count, channels = sum(map(len, self.files.values())), 1 if self.grayscale else 3
         decoded = count * channels * self.size**2
         need, free = 2 * decoded, available_memory()  # setup then copies train and val out of the training images
+        if self.in_memory is False or (self.in_memory == "auto" and need > HEADROOM * free):
+            log.info("the %d images of %s (%s decoded) are read from %s", count, self.path, readable(decoded), self.cache_folder)
+            return {split: self._mapped(split, files) for split, files in self.files.items()}
         if need > HEADROOM * free:
             lower = "lower data.size" + ("" if self.grayscale else " or set data.grayscale=true")
             raise UserError(
-                f"the {count} images of {self.path} at {channels}x{self.size}x{self.size} need {_readable(need)} of memory "
-                f"({_readable(decoded)} decoded, and the train/val copies) but {_readable(free)} is available; {lower}"
+                f"the {count} images of {self.path} at {channels}x{self.size}x{self.size} need {readable(need)} of memory "
+                f"({readable(decoded)} decoded, and the train/val copies) but {readable(free)} is available; {lower}, "
+                "or data.in_memory=auto to read them from a cache file"
             )
-        log.info("decoding the %d images of %s at %dx%dx%d (%s)", count, self.path, channels, self.size, self.size, _readable(decoded))
+        log.info("decoding the %d images of %s at %dx%dx%d (%s)", count, self.path, channels, self.size, self.size, readable(decoded))
         return {split: decode(files, self.size, self.grayscale) for split, files in self.files.items()}
 
+    def _mapped(self, split: str, files: Files) -> tuple[MappedImages, torch.Tensor]:
+        """The images of `split` from its cache file, decoded into it CHUNK at a time where it is not
+        up to date, and their labels."""
+        mode = "L" if self.grayscale else "RGB"
+        shape = (len(files), len(mode), self.size, self.size)
+        source = cache.fingerprint(self.path, files, f"{self.size} {mode}")
+
+        def chunks():  # (CHUNK, C, size, size) uint8 at a time, in file order
+            for start in range(0, len(files), CHUNK):
+                yield decode(files[start : start + CHUNK], self.size, self.grayscale)[0].numpy()
+
+        images = cache.mapped(self.cache_folder / f"{split}-{self.size}-{mode}.u8", shape, source, chunks)
+        return images, torch.tensor([label for _, label in files], dtype=torch.int64)
+
     @override
-    def load(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def load(self, split: str) -> tuple[torch.Tensor | MappedImages, torch.Tensor]:
         return self._decoded[split]

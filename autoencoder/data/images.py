@@ -1,5 +1,6 @@
 """The data module: a LightningDataModule over a dataset's labelled images held in memory as uint8
-tensors (the dataset, autoencoder.data.dataset.ImageDataset, says where they come from).
+tensors, or mapped from a uint8 cache file when they do not fit (the dataset,
+autoencoder.data.dataset.ImageDataset, says where they come from, and which).
 
 The dataset's YAML also sets `image_shape` (C, H, W), which the model's `input_shape` follows, so a
 network is built for the data without being told; `setup` checks the images have that shape.
@@ -8,7 +9,9 @@ The `train` split is divided into train and val by a seeded permutation (`val_si
 images, or a fraction of them; `split_seed`); `classes` keeps only those labels in train and val
 (one-class training), `train_size` only the first images of the seeded train part. The test split
 is always whole and is only used for testing. Batches are one indexing op on the tensors with a
-slice of a seeded permutation (`ShuffledBatches`); on a GPU the tensors live in its memory. Every
+slice of a seeded permutation (`ShuffledBatches`); on a GPU the tensors live in its memory. Mapped
+images are gathered batch by batch from the file on the CPU (`GatheredImages`), by the same index
+batches, so the order, a resumed run's and each DDP process's share are those of the images held. Every
 consumer receives floats in [0, 1] on the training device, made by `to_unit_range`: from the
 loaders through `on_after_batch_transfer`, or from `split(name)` outside a Trainer.
 
@@ -27,7 +30,8 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, TensorDataset
 from typing_extensions import override
 
-from autoencoder.data.batches import ResumableLoader, ShuffledBatches
+from autoencoder.data.batches import GatheredImages, ResumableLoader, ShuffledBatches
+from autoencoder.data.cache import MappedImages
 from autoencoder.data.dataset import ImageDataset
 from autoencoder.utils.errors import UserError
 
@@ -94,19 +98,37 @@ class ImageDataModule(L.LightningDataModule):
             train_idx = train_idx[: data.train_size]
         self.train_index, self.val_index = train_idx, val_idx  # positions in the dataset's own train split
         test_images, test_labels = data.load("test")
-        val_images = images[val_idx]
-        if data.binarize:  # once, seeded: the same binary images at every evaluation
-            generator = torch.Generator().manual_seed(data.split_seed)
+        if isinstance(images, MappedImages):
+            self._gather_from(images, labels, test_images, test_labels)
+        else:
+            self._hold(images, labels, test_images, test_labels)
+        only = f" of classes {data.classes}" if data.classes is not None else ""
+        log.info("%s: %d train, %d val%s, %d test images", data.name, len(self.train_set), len(self.val_set), only, len(self.test_set))
+
+    def _hold(self, images: torch.Tensor, labels: torch.Tensor, test_images: torch.Tensor, test_labels: torch.Tensor) -> None:
+        """The three sets as tensors in memory: on a GPU the whole set lives in its memory, and
+        batches are then gathered there, with no copy."""
+        val_images = images[self.val_index]
+        if self.dataset.binarize:  # once, seeded: the same binary images at every evaluation
+            generator = torch.Generator().manual_seed(self.dataset.split_seed)
             val_images, test_images = binarized(val_images, generator), binarized(test_images, generator)
-        # On a GPU the whole set lives in its memory: batches are then gathered there, with no copy.
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         self.device = device if device.type == "cuda" else torch.device("cpu")
         self.train_set, self.val_set, self.test_set = (
             TensorDataset(*(t.to(self.device) for t in tensors))
-            for tensors in ((images[train_idx], labels[train_idx]), (val_images, labels[val_idx]), (test_images, test_labels))
+            for tensors in ((images[self.train_index], labels[self.train_index]), (val_images, labels[self.val_index]), (test_images, test_labels))
         )
-        only = f" of classes {data.classes}" if data.classes is not None else ""
-        log.info("%s: %d train, %d val%s, %d test images", data.name, len(self.train_set), len(self.val_set), only, len(self.test_set))
+
+    def _gather_from(self, images: MappedImages, labels: torch.Tensor, test_images: MappedImages, test_labels: torch.Tensor) -> None:
+        """The three sets as positions in the mapped images, gathered on the CPU batch by batch.
+        Binarised val and test images are drawn once, as `_hold` draws them, and held in memory."""
+        self.device = torch.device("cpu")
+        self.train_set = GatheredImages(images, labels, self.train_index)
+        self.val_set = GatheredImages(images, labels, self.val_index)
+        self.test_set = GatheredImages(test_images, test_labels, torch.arange(len(test_images)))
+        if self.dataset.binarize:
+            generator = torch.Generator().manual_seed(self.dataset.split_seed)
+            self.val_set, self.test_set = (TensorDataset(binarized(held[0], generator), held[1]) for held in (self.val_set.tensors, self.test_set.tensors))
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Images as floats in [0, 1] (N, C, H, W) and labels of the `train`, `val` or `test` split,

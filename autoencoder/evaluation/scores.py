@@ -6,6 +6,14 @@ latent k-NN distance what the encoder has not seen, the pixel k-NN distance (no 
 far an image is from every training image. Where one is fooled another often is not, so the
 combined score adds them up on one scale: each score's log, standardised by its mean and spread
 over the normal training images themselves. Only normal images set that scale; no anomaly does.
+
+A model trained to undo a transformation corruption (rotation, flip, ...: ARNet's restoration) is
+also scored by how well it restores an image from every transformation of its set: the mean and
+the worst restoration error. Only an image with the attribute the transformations erase, that of
+the normal class, is restored well. With the module's transformation head, the mean negative
+log-likelihood it gives the right transformation is a score too (GeoTrans). These join the combined
+score. They are deterministic: the whole set, no random draw, so no image's score depends on the
+others scored with it.
 """
 
 from collections.abc import Callable
@@ -15,6 +23,7 @@ from torch import Tensor
 
 from autoencoder.evaluation.batched import in_batches
 from autoencoder.evaluation.metrics import knn_distance, per_image_mse, relative_error
+from autoencoder.models.corruption import Transformations
 from autoencoder.models.module import LitAutoencoder
 
 # name: as tables head it; the last only for a VAE (variant=vae)
@@ -25,14 +34,57 @@ SCORES = {
     "pixel_knn": "pixel k-NN",
     "combined": "combined",
     "neg_elbo": "negative-ELBO",
+    "restoration": "restoration-error",
+    "restoration_max": "worst restoration-error",
+    "transform_nll": "transformation-NLL",
 }
 EVERY_VARIANT = ("mse", "relative", "latent_knn", "pixel_knn", "combined")
 COMBINED = ("mse", "relative", "latent_knn", "pixel_knn")  # positive, so their logs exist
+# a model trained on a transformation corruption's, the last with a transformation head; positive, and combined too
+RESTORATION = ("restoration", "restoration_max", "transform_nll")
+
+
+def transformed(module: LitAutoencoder, images: Tensor, k: int) -> Tensor:
+    """Images (N, C, H, W) under transformation k of the module's corruption's set, without noise."""
+    return module.corruption.transform(images, torch.full((len(images),), k, device=images.device))
+
+
+def restoration_errors(module: LitAutoencoder, images: Tensor) -> Tensor:
+    """Per-image MSE (T, N) of the restoration from each of the T transformations against the image."""
+    errors = [per_image_mse(in_batches(lambda x, k=k: module(transformed(module, x, k)), images), images) for k in range(module.corruption.count)]
+    return torch.stack(errors)
+
+
+def transform_nll(module: LitAutoencoder, images: Tensor) -> Tensor:
+    """-log p(k | code of transformation k of the image) by the module's head, mean over the set: (N,)."""
+    count = module.corruption.count
+    nll = [in_batches(lambda x, k=k: -module.transform_logits(transformed(module, x, k)).float().log_softmax(1)[:, k], images) for k in range(count)]
+    return torch.stack(nll).mean(0)
+
+
+@torch.no_grad()
+def restorations(module: LitAutoencoder, image: Tensor) -> tuple[Tensor, Tensor]:
+    """An image (C, H, W) under each transformation of the set and their restorations: (T, C, H, W) each."""
+    count = module.corruption.count
+    inputs = module.corruption.transform(image.expand(count, *image.shape), torch.arange(count, device=image.device))
+    return inputs, module(inputs).float()
+
+
+def restoration_scores(module: LitAutoencoder, images: Tensor) -> dict[str, Tensor]:
+    """The scores of RESTORATION that the module has: none for a model of a noise corruption."""
+    if not isinstance(module.corruption, Transformations):
+        return {}
+    errors = restoration_errors(module, images)  # (T, N)
+    scores = {"restoration": errors.mean(0), "restoration_max": errors.amax(0)}
+    if module.transform_head is not None:
+        scores["transform_nll"] = transform_nll(module, images)
+    return scores
 
 
 def scorer(module: LitAutoencoder, normal: Tensor, k: int) -> Callable[[Tensor], dict[str, Tensor]]:
     """A function giving every anomaly score of each image (N, C, H, W), by name as in SCORES, for
-    a model of the `normal` training images (M, C, H, W); k neighbours for the k-NN scores."""
+    a model of the `normal` training images (M, C, H, W); k neighbours for the k-NN scores. The
+    restoration scores are there for a model of a transformation corruption."""
     normal_codes = in_batches(module.encode, normal)  # (M, latent_dim)
 
     def separate(images: Tensor, of_normal: bool = False) -> dict[str, Tensor]:
@@ -43,13 +95,15 @@ def scorer(module: LitAutoencoder, normal: Tensor, k: int) -> Callable[[Tensor],
             "relative": relative_error(recon, images),
             "latent_knn": knn_distance(normal_codes, codes, k, exclude_self=of_normal),
             "pixel_knn": knn_distance(normal.flatten(1), images.flatten(1), k, exclude_self=of_normal),
+            **restoration_scores(module, images),
         }
 
     def log_of(score: Tensor) -> Tensor:
         return score.clamp_min(1e-12).log()
 
     own = separate(normal, of_normal=True)  # a normal image is not its own neighbour
-    scale = {name: (log_of(own[name]).mean(), log_of(own[name]).std().clamp_min(1e-12)) for name in COMBINED}
+    combined = [*COMBINED, *(name for name in RESTORATION if name in own)]
+    scale = {name: (log_of(own[name]).mean(), log_of(own[name]).std().clamp_min(1e-12)) for name in combined}
 
     def score(images: Tensor) -> dict[str, Tensor]:
         result = separate(images)

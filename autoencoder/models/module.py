@@ -15,20 +15,29 @@ variant for its loss terms and codes, so it knows nothing of the objective.
 Two speed options, measured in docs/benchmarks.md: `channels_last` stores the conv weights as NHWC,
 which oneDNN (CPU) and cuDNN run faster; `compile` runs the network through torch.compile (true, or
 a mode name).
+
+With a transformation corruption (autoencoder.models.corruption.Transformations), a
+`transform_head_weight` > 0 adds a linear head on the code that predicts which transformation of the
+set made the input, trained jointly by that weight times its cross-entropy (GeoTrans's task): its
+log-likelihood of the right transformation is an anomaly score (autoencoder.evaluation.scores).
 """
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Annotated
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from torch import Tensor
+from torch import Tensor, nn
 from typing_extensions import override
 
-from autoencoder.config.validation import integer
+from autoencoder.config.validation import integer, number
+from autoencoder.models.corruption import Transformations
 from autoencoder.models.variants import Plain
+from autoencoder.utils.errors import UserError
 
 
 def _plain(config: Mapping) -> dict:
@@ -58,6 +67,7 @@ class LitAutoencoder(L.LightningModule):
         channels_last: bool = False,
         compile: bool | str = False,
         variant: Mapping | None = None,
+        transform_head_weight: Annotated[float, number(0)] = 0.0,
     ):
         super().__init__()
         net, corruption, optimizer, scheduler, variant = (_plain(c or {}) for c in (net, corruption, optimizer, scheduler, variant))
@@ -65,12 +75,29 @@ class LitAutoencoder(L.LightningModule):
         self.variant = instantiate(variant) if variant else Plain()
         self.net = instantiate(net, heads=self.variant.heads)
         self.corruption = instantiate(corruption)
+        if isinstance(self.corruption, Transformations):
+            self.corruption.check(self.net.input_shape)
+        self.transform_head = self._transform_head(transform_head_weight)
         self.example_input_array = torch.zeros(1, *self.net.input_shape)  # for the summary's FLOPs
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
         if compile:  # the two methods training calls; the state_dict keys stay those of the plain network
             mode = None if compile is True else compile
             self.net.encode, self.net.decode = torch.compile(self.net.encode, mode=mode), torch.compile(self.net.decode, mode=mode)
+
+    def _transform_head(self, weight: float) -> nn.Linear | None:
+        """The linear map from a code to the logits of which transformation made the input, if wanted."""
+        if not weight:
+            return None
+        if not isinstance(self.corruption, Transformations):
+            raise UserError("module.transform_head_weight > 0 predicts the transformation: it needs a transformation corruption (corruption=rotation, ...)")
+        if self.corruption.count < 2:
+            raise UserError("module.transform_head_weight > 0 predicts the transformation: it needs a set of at least two to tell apart, and this has one")
+        return nn.Linear(self.net.latent_dim, self.corruption.count)
+
+    def transform_logits(self, x: Tensor) -> Tensor:
+        """The head's logits (B, count) of which transformation of the set made each input image."""
+        return self.transform_head(self.encode(x))
 
     def encode(self, x: Tensor) -> Tensor:
         """Codes (B, latent_dim) of images (B, C, H, W): for a VAE the posterior means."""
@@ -92,7 +119,12 @@ class LitAutoencoder(L.LightningModule):
         logged under `<stage>/`."""
         train = stage == "train"
         progress = self.current_epoch + batch_idx / max(1, self.trainer.num_training_batches) if train and self._trainer else None
-        terms = self.variant.terms(self.net, self.corruption(x, generator), x, self.hparams.loss, generator, progress)
+        if self.transform_head is None:
+            terms = self.variant.terms(self.net, self.corruption(x, generator), x, self.hparams.loss, generator, progress)
+        else:  # the head learns which transformation each image underwent, from its code
+            index = self.corruption.draw(x, generator)  # (B,)
+            inputs, head = self.corruption.apply(x, index, generator), partial(self._transform_terms, index)
+            terms = self.variant.terms(self.net, inputs, x, self.hparams.loss, generator, progress, head)
         loss = sum(terms.values())
         # Not on the progress bar: Lightning would read its value on the host (a GPU sync) every step.
         # Val and test losses are averaged over DDP processes; the train loss is the first one's.
@@ -100,6 +132,11 @@ class LitAutoencoder(L.LightningModule):
         if len(terms) > 1:
             self.log_dict({f"{stage}/{name}": value for name, value in terms.items()}, on_epoch=True, sync_dist=not train)
         return loss
+
+    def _transform_terms(self, index: Tensor, z: Tensor) -> dict[str, Tensor]:
+        """The head's weighted cross-entropy for the codes `z` (B, latent_dim) of inputs made by the
+        transformations `index` (B,)."""
+        return {"transform": self.hparams.transform_head_weight * F.cross_entropy(self.transform_head(z).float(), index)}
 
     @override
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:

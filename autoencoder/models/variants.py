@@ -15,6 +15,7 @@ input and the clean target, and sums the terms it returns.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import torch
@@ -27,6 +28,11 @@ if TYPE_CHECKING:  # networks -> sizes -> variants: a run-time import would be c
     from autoencoder.models.networks import Autoencoder
 
 PER_PIXEL = {"mse": F.mse_loss, "bce": F.binary_cross_entropy}
+CodeTerms = Callable[[Tensor], dict[str, Tensor]]  # loss terms on the codes (B, latent_dim)
+
+
+def _on_codes(code_terms: CodeTerms | None, z: Tensor) -> dict[str, Tensor]:
+    return code_terms(z) if code_terms else {}
 
 
 def reconstruction_loss(reconstruction: Tensor, target: Tensor, loss: str) -> Tensor:
@@ -55,13 +61,21 @@ class Plain(nn.Module):
         return {}
 
     def terms(
-        self, net: Autoencoder, x: Tensor, target: Tensor, loss: str, generator: torch.Generator | None = None, progress: float | None = None
+        self,
+        net: Autoencoder,
+        x: Tensor,
+        target: Tensor,
+        loss: str,
+        generator: torch.Generator | None = None,
+        progress: float | None = None,
+        code_terms: CodeTerms | None = None,
     ) -> dict[str, Tensor]:
         """The loss parts for input `x` (corrupted or not) and the clean `target`. `generator`
         seeds any sampling (validation passes one); `progress` is the training epoch as a float
-        (None outside training)."""
+        (None outside training); `code_terms` are the module's own terms on the codes of `x` (its
+        transformation head's)."""
         z = self.code(net.encode(x))
-        return {"reconstruction": reconstruction_loss(net.decode(z), target, loss), **self.penalties(x, z)}
+        return {"reconstruction": reconstruction_loss(net.decode(z), target, loss), **self.penalties(x, z), **_on_codes(code_terms, z)}
 
 
 class Sparse(Plain):
@@ -105,11 +119,18 @@ class Contractive(Plain):
         self.weight, self.projections = weight, projections
 
     def terms(
-        self, net: Autoencoder, x: Tensor, target: Tensor, loss: str, generator: torch.Generator | None = None, progress: float | None = None
+        self,
+        net: Autoencoder,
+        x: Tensor,
+        target: Tensor,
+        loss: str,
+        generator: torch.Generator | None = None,
+        progress: float | None = None,
+        code_terms: CodeTerms | None = None,
     ) -> dict[str, Tensor]:
         if torch.is_grad_enabled():
             x = x.detach().requires_grad_(True)
-        return super().terms(net, x, target, loss, generator, progress)
+        return super().terms(net, x, target, loss, generator, progress, code_terms)
 
     def penalties(self, x: Tensor, z: Tensor) -> dict[str, Tensor]:
         if not x.requires_grad:
@@ -179,12 +200,20 @@ class Variational(Plain):
         return self.beta * min(1.0, progress / self.warmup_epochs)
 
     def terms(
-        self, net: Autoencoder, x: Tensor, target: Tensor, loss: str, generator: torch.Generator | None = None, progress: float | None = None
+        self,
+        net: Autoencoder,
+        x: Tensor,
+        target: Tensor,
+        loss: str,
+        generator: torch.Generator | None = None,
+        progress: float | None = None,
+        code_terms: CodeTerms | None = None,
     ) -> dict[str, Tensor]:
         mean, logvar = self.posterior(net.encode(x))
         z = reparameterise(mean, logvar, generator)
         reconstruction = -self.log_likelihood(net.decode(z), target, loss).mean()
-        return {"reconstruction": reconstruction, "kl": self.kl_weight(progress) * kl_to_standard_normal(mean, logvar).mean()}
+        kl = self.kl_weight(progress) * kl_to_standard_normal(mean, logvar).mean()
+        return {"reconstruction": reconstruction, "kl": kl, **_on_codes(code_terms, mean)}
 
     def negative_elbo(self, net: Autoencoder, x: Tensor, loss: str, generator: torch.Generator | None = None) -> Tensor:
         """-ELBO per image (B,) with one posterior sample and the exact KL (beta = 1): a bound on

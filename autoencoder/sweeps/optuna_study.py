@@ -1,5 +1,6 @@
-"""What the Optuna search needs from Optuna, on its public API: the study, the search space and the
-verdict on a finished job (the Hydra side is hydra_plugins/autoencoder_optuna).
+"""What the Optuna search needs from Optuna, on its public API: the search space, the study's queue
+of planned trials and the verdict on a finished job (the Hydra side is hydra_plugins/autoencoder_optuna;
+the storage is autoencoder.sweeps.storage).
 
 The search space is written in Hydra's sweep syntax (`choice(2, 8)`, `interval(1e-4, 1e-2)`,
 `tag(log, interval(...))`, `tag(int, interval(1, 64))`, `range(1, 5)`), in `hydra.sweeper.params` or on the command line; each
@@ -7,7 +8,7 @@ swept key becomes an Optuna distribution, and every other override is passed to 
 """
 
 import math
-import time
+from datetime import datetime
 
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -15,33 +16,10 @@ from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Overrid
 from hydra.core.utils import JobReturn, JobStatus
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
-from sqlalchemy.exc import SQLAlchemyError
 
 from autoencoder.runs.record import RunRecord, Status
 from autoencoder.utils.cli import as_override
 from autoencoder.utils.errors import UserError
-
-
-def open_storage(url: str | None) -> optuna.storages.RDBStorage:
-    """The study's database. SQLite waits up to a minute for a lock, so that workers sharing one
-    file queue instead of failing; any other URL is a database server (PostgreSQL, MySQL)."""
-    if not isinstance(url, str) or "://" not in url:
-        raise UserError(f"hydra.sweeper.storage must be a database URL (sqlite:///<file>, postgresql://<user>@<host>/<db>), got {url!r}")
-    options = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    for attempt in range(3):
-        try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=options)
-        except SQLAlchemyError as exc:
-            # Workers that open a new database at once race to create its tables and record their
-            # version; the losers fail once and find them made when they try again.
-            if attempt < 2:
-                time.sleep(1 + attempt)
-                continue
-            error = exc
-        except (ImportError, ValueError) as exc:  # a URL of a database whose driver is not installed, a bad URL
-            error = exc
-        reason = " ".join(str(error).split()).split(" (Background on this error")[0]
-        raise UserError(f"hydra.sweeper.storage={url} cannot be opened ({reason}); give a database URL this machine can write") from error
 
 
 def _distribution(override: Override) -> BaseDistribution:
@@ -91,3 +69,44 @@ def job_verdict(job: JobReturn) -> tuple[TrialState, float | None]:
     if record.status is Status.COMPLETED and isinstance(value, (int, float)) and math.isfinite(value):
         return TrialState.COMPLETE, float(value)
     return TrialState.FAIL, None
+
+
+def plan(study: optuna.Study, n_trials: int) -> None:
+    """Put `n_trials` trials in the study's queue, their values left to the sampler. Workers run
+    trials only from the queue, so the study ends with exactly the trials its workers planned, even
+    when a lost worker's trials are run by the others."""
+    for _ in range(n_trials):
+        study.enqueue_trial({}, skip_if_exists=False)
+
+
+def claim(study: optuna.Study, storage: optuna.storages.BaseStorage) -> int | None:
+    """The storage id of a queued trial this worker now runs, or None when the queue is empty.
+    Moving a trial from WAITING to RUNNING succeeds for one worker only (the storage checks its
+    state in the same transaction), so no trial is run twice."""
+    for waiting in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        try:
+            if storage.set_trial_state_values(waiting._trial_id, state=TrialState.RUNNING):
+                return waiting._trial_id
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+    return None
+
+
+def sample(study: optuna.Study, trial_id: int, space: dict[str, BaseDistribution]) -> optuna.Trial:
+    """The claimed trial with its values for the search space: sampled, or the failed trial's own
+    when it is a retry."""
+    trial = optuna.Trial(study, trial_id)
+    for name, distribution in space.items():
+        if isinstance(distribution, CategoricalDistribution):
+            trial.suggest_categorical(name, distribution.choices)
+        elif isinstance(distribution, IntDistribution):
+            trial.suggest_int(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
+        else:
+            trial.suggest_float(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
+    return trial
+
+
+def running_since(study: optuna.Study, started: datetime) -> bool:
+    """Whether a trial claimed after `started` is still running: a worker whose queue is empty
+    waits for those, as one of them may be a lost worker's, to be failed and queued again."""
+    return any(t.datetime_start and t.datetime_start >= started for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))

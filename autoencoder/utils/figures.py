@@ -36,3 +36,29 @@ def psnr_plot(rows: list[dict]) -> Figure:
     axes[0][0].legend()
     figure.tight_layout()
     return figure
+
+
+def _show(ax, image: torch.Tensor, title: str) -> None:
+    """An image (C, H, W) in [0, 1] on `ax`, gray if it has one channel."""
+    pixels = image.permute(1, 2, 0).clamp(0, 1).numpy()  # (H, W, C)
+    ax.imshow(pixels[..., 0] if pixels.shape[-1] == 1 else pixels, cmap="gray", vmin=0, vmax=1)
+    ax.set_title(title, fontsize=8)
+
+
+def restoration_grid(examples: Sequence[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]], transforms: Sequence[str]) -> Figure:
+    """For each (name, image (C, H, W), its transforms (T, C, H, W), their restorations (T, C, H, W)):
+    a row with the image and its transforms (named by `transforms`), and below them the
+    restorations with their MSE. A model restores only what it has learnt to expect, so a normal
+    image's row is restored, an anomaly's is not."""
+    count = len(examples[0][2])
+    figure = Figure(figsize=(1.6 * (count + 1), 3.4 * len(examples)))
+    axes = figure.subplots(2 * len(examples), count + 1, squeeze=False)
+    for top, bottom, (name, image, inputs, restorations) in zip(axes[::2], axes[1::2], examples, strict=True):
+        _show(top[0], image, name)
+        for upper, lower, t, r, what in zip(top[1:], bottom[1:], inputs, restorations, transforms, strict=True):
+            _show(upper, t, what)
+            _show(lower, r, f"MSE {(r - image).square().mean():.4f}")
+    for ax in axes.flat:
+        ax.axis("off")
+    figure.tight_layout()
+    return figure

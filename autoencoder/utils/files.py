@@ -6,7 +6,10 @@ which `remove_stale_temporaries` clears later."""
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from autoencoder.utils.errors import UserError
 
@@ -15,27 +18,38 @@ def _temporary(path: Path, pid: int) -> Path:
     return path.with_name(f".{path.name}.{pid}.tmp")  # same folder: a rename, not a copy
 
 
+@contextmanager
+def open_atomic(path: str | Path) -> Iterator[BinaryIO]:
+    """A binary file whose writes become `path` in one step when the block ends: for data written in
+    pieces, too large to hold at once. Anything raised inside the block, or by the final flush, leaves
+    `path` as it was, removes the temporary file and is raised again as it was."""
+    path = Path(path)
+    tmp = _temporary(path, os.getpid())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("wb") as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_atomic(path: str | Path, data: str | bytes | memoryview) -> None:
     """Write `data` (text, or bytes) to `path` atomically. A write the folder cannot take is a
     UserError naming the folder and the bytes the write needed."""
     path = Path(path)
     payload = data.encode() if isinstance(data, str) else data
-    tmp = _temporary(path, os.getpid())
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("wb") as file:
+        with open_atomic(path) as file:
             file.write(payload)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise UserError(
-                f"cannot write {path.name} in {path.parent}: {exc.strerror or type(exc).__name__} "
-                f"({len(payload)} bytes needed); free space or pick a folder you can write to"
-            ) from exc
-        raise
+    except OSError as exc:
+        raise UserError(
+            f"cannot write {path.name} in {path.parent}: {exc.strerror or type(exc).__name__} "
+            f"({len(payload)} bytes needed); free space or pick a folder you can write to"
+        ) from exc
 
 
 def write_json(path: str | Path, data: object) -> None:

@@ -7,7 +7,11 @@ which does not reward images with little ink; the mean distance of an image's co
 nearest codes of the training images (`knn_k`), which asks whether the encoder has seen anything
 like it; the same distance between raw pixels, the model-free baseline; and their combination,
 each standardised on the normal training images. A VAE (variant=vae) adds its negative ELBO, a
-bound on -log p(x).
+bound on -log p(x). A model trained to undo a transformation corruption (`corruption=rotation`,
+flip, translation, grayscale or a chain of them) adds its restoration errors over the whole set
+of transformations, mean and worst, and with `module.transform_head_weight` > 0 its head's
+negative log-likelihood of the right transformation; these join the combined score, and each run
+draws `restorations.png`: a normal and an anomalous validation image, transformed and restored.
 
 Each model is scored on the validation split (held out of the training set, every class in it)
 and, unless `test=false`, on the test set. Settings are chosen on the validation AUROC alone: run
@@ -27,12 +31,16 @@ import statistics
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
+from torch import Tensor
 
 from autoencoder.config.validation import CLASSES, RULES, boolean, integer, integers, validate
 from autoencoder.evaluation.metrics import auroc
-from autoencoder.evaluation.scores import EVERY_VARIANT, SCORES, scorer
+from autoencoder.evaluation.scores import EVERY_VARIANT, SCORES, restorations, scorer
+from autoencoder.models.corruption import Transformations
+from autoencoder.models.module import LitAutoencoder
 from autoencoder.runs.checkpoints import datamodule_for, load_trained
 from autoencoder.runs.record import RunRecord, Status
+from autoencoder.utils.figures import restoration_grid
 from autoencoder.utils.files import write_atomic, write_json
 from autoencoder.utils.progress import Counted, Reporter
 from autoencoder.utils.tables import format_mean_std, markdown_table
@@ -75,9 +83,21 @@ def score_run(run_dir: Path, best_checkpoint: str, label: int, splits: tuple[str
     for split in splits:
         images, labels = datamodule.split(split)
         result |= {f"{split}_auroc_{name}": 100 * auroc(s, labels != label) for name, s in score(images).items()}
+    if isinstance(module.corruption, Transformations):
+        draw_restorations(module, *datamodule.split("val"), label, datamodule.dataset.class_names, run_dir / "restorations.png")
     result["checkpoint"] = best_checkpoint
     write_json(run_dir / "anomaly.json", result)
     return result
+
+
+def draw_restorations(module: LitAutoencoder, images: Tensor, labels: Tensor, label: int, names: tuple[str, ...], path: Path) -> None:
+    """The first validation image of the normal class and the first of another, each under every
+    transformation of the model's set and restored (a model trained on a transformation corruption)."""
+    examples = []
+    for title, chosen in (("normal", labels == label), ("anomaly", labels != label)):
+        image, image_label = images[chosen][0], int(labels[chosen][0])
+        examples.append((f"{title}: {class_label(names, image_label)}", image, *restorations(module, image)))
+    restoration_grid(examples, module.corruption.names).savefig(path, dpi=100)
 
 
 def one_class_run(cfg: DictConfig, out: Path, label: int, seed: int, splits: tuple[str, ...]) -> dict:

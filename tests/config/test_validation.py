@@ -81,6 +81,20 @@ BAD = [
     (["noise=nan"], "noise must be a number >= 0, got nan"),
     (["corruption=masking", "noise=1.5"], r"noise must be a number in \[0, 1\] for the Masking corruption, got 1.5"),
     (["corruption=salt_pepper", "noise=abc"], "noise must be a number >= 0, got 'abc'"),
+    (
+        ["corruption=chain", "corruption.steps=[{_target_:autoencoder.models.corruption.Flip},{_target_:autoencoder.models.corruption.Masking,noise:1.5}]"],
+        r"noise must be a number in \[0, 1\] for the Masking corruption, got 1.5",
+    ),
+    (
+        ["corruption=rotation", "corruption.degrees=[0,45]"],
+        r"corruption.degrees must be a non-empty list of distinct angles from 0, 90, 180, 270, got \[0, 45\]",
+    ),
+    (
+        ["corruption=flip", "corruption.flips=[diagonal]"],
+        r"corruption.flips must be a non-empty list of names from none, horizontal, vertical, both, got \['diagonal'\]",
+    ),
+    (["corruption=translation", "corruption.shift=0"], "corruption.shift must be an integer >= 1, got 0"),
+    (["module.transform_head_weight=-1"], "module.transform_head_weight must be a number >= 0, got -1"),
     (["loss=l1"], "loss must be one of mse, bce, got 'l1'"),
     (["compile=fast"], "compile must be one of False, True, default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs, got 'fast'"),
     (["data.batch_size=0"], "data.batch_size must be an integer >= 1, got 0"),

@@ -136,11 +136,12 @@ def test_every_extension_is_read_in_any_case(tmp_path):
 def test_the_memory_check_stops_before_decoding(classes_folder, monkeypatch):
     monkeypatch.setattr(folder, "available_memory", lambda: 1000)
     with pytest.raises(UserError) as error:
-        datamodule(classes_folder)
+        datamodule(classes_folder, in_memory=True)
     assert str(error.value) == (
         f"the 60 images of {classes_folder} at 3x8x8 need 22.5 KiB of memory (11.2 KiB decoded, and the train/val copies) "
-        "but 1000.0 B is available; lower data.size or set data.grayscale=true"
+        "but 1000.0 B is available; lower data.size or set data.grayscale=true, or data.in_memory=auto to read them from a cache file"
     )
+    assert not (classes_folder / ".autoencoder-cache").exists()
 
 
 def test_each_problem_with_the_folder_is_one_line(tmp_path):

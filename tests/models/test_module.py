@@ -1,9 +1,12 @@
 import pytest
 import torch
+from hydra.utils import instantiate
 from torch import nn
 
+from autoencoder.config.validation import validate
 from autoencoder.models.module import LitAutoencoder
 from autoencoder.models.networks import Autoencoder
+from autoencoder.utils.errors import UserError
 
 # The steps are called directly here, without a Trainer to receive what they log.
 pytestmark = pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
@@ -88,3 +91,61 @@ def test_load_from_checkpoint_needs_no_other_argument(trained_checkpoint):
     saved = torch.load(trained_checkpoint, weights_only=True)["state_dict"]
     assert lit.device.type == "cpu" and lit.net.latent_dim == 2 and lit.corruption.noise == 0.2
     assert all(torch.equal(lit.state_dict()[k], v) for k, v in saved.items())
+
+
+def rotation_module(weight: float) -> LitAutoencoder:
+    """The identity network on 2x2 images, trained to undo rotations, its head's logits fixed at
+    log(1, 2, 3, 4): p(transformation k) = (k + 1) / 10 for every image."""
+    lit = LitAutoencoder(
+        net={"_target_": f"{__name__}.Identity", "side": 2},
+        corruption={"_target_": "autoencoder.models.corruption.Rotation"},
+        optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1},
+        transform_head_weight=weight,
+    )
+    if lit.transform_head is not None:
+        with torch.no_grad():
+            lit.transform_head.weight.zero_()
+            lit.transform_head.bias.copy_(torch.tensor([1.0, 2.0, 3.0, 4.0]).log())
+    return lit
+
+
+def test_the_transformation_heads_loss_by_hand():
+    x = torch.rand(6, 1, 2, 2)
+    lit = rotation_module(weight=0.5)
+    index = torch.randint(4, (6,), generator=torch.Generator().manual_seed(lit.hparams.eval_noise_seed + 3))  # validation batch 3's draws
+    rotated = torch.stack([torch.rot90(image, int(k), dims=(-2, -1)) for image, k in zip(x, index, strict=True)])
+    reconstruction = (rotated - x).pow(2).mean()  # the identity network returns its rotated input
+    head = -((index + 1) / 10).log().mean()
+    assert lit.validation_step((x, None), 3).item() == pytest.approx((reconstruction + 0.5 * head).item(), rel=1e-5)
+    assert rotation_module(weight=0).validation_step((x, None), 3).item() == pytest.approx(reconstruction.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "corruption, message",
+    [
+        ({"_target_": "autoencoder.models.corruption.Gaussian", "noise": 0.1}, "it needs a transformation corruption"),
+        ({"_target_": "autoencoder.models.corruption.Rotation", "degrees": [90]}, "it needs a set of at least two to tell apart"),
+    ],
+)
+def test_the_head_needs_transformations_to_tell_apart(corruption, message):
+    with pytest.raises(UserError, match=f"module.transform_head_weight > 0 predicts the transformation: {message}"):
+        LitAutoencoder(
+            net={"_target_": f"{__name__}.Identity"},
+            corruption=corruption,
+            optimizer={"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1},
+            transform_head_weight=1.0,
+        )
+
+
+@pytest.mark.parametrize("variant", ["ae", "sparse", "contractive", "vae"])
+@pytest.mark.parametrize("data, corruption", [("mnist", "chain"), ("cifar10", "chain"), ("mnist", "translation")])
+def test_every_variant_and_dataset_trains_on_transformations_with_the_head(make_cfg, variant, data, corruption):
+    steps = "[{_target_:autoencoder.models.corruption.Grayscale},{_target_:autoencoder.models.corruption.Flip}]"  # colour, then left-right
+    overrides = [f"variant={variant}", f"data={data}", f"corruption={corruption}", "module.transform_head_weight=0.1", "model=mlp", "model.hidden=[16]"]
+    cfg = make_cfg(*overrides, *([f"corruption.steps={steps}"] if data == "cifar10" else []))
+    validate(cfg)
+    lit = instantiate(cfg.module)
+    x = torch.rand(4, *cfg.data.image_shape)
+    loss = lit.training_step((x, None), 0)
+    loss.backward()
+    assert torch.isfinite(loss) and lit.transform_head.weight.grad.abs().sum() > 0

@@ -91,14 +91,12 @@ def test_a_failed_trial_does_not_end_the_search(tmp_path, fake_mnist):
     study = optuna.create_study(study_name=STUDY, storage=storage)
     for noise in (1.5, 0.3):  # the first is refused by the masking corruption
         study.enqueue_trial({"noise": noise})
-    run(search(tmp_path, fake_mnist, "hydra.sweeper.n_trials=2", "corruption=masking", "noise=choice(0.3, 1.5)"), tmp_path)
+    # The queued trials are run first, then the one this search queues (n_trials=1), its noise sampled.
+    run(search(tmp_path, fake_mnist, "hydra.sweeper.n_trials=1", "corruption=masking", "noise=choice(0.3, 1.5)"), tmp_path)
     states = [t.state.name for t in optuna.load_study(study_name=STUDY, storage=storage).trials]
-    assert states == ["FAIL", "COMPLETE"]
+    assert states[:2] == ["FAIL", "COMPLETE"] and len(states) == 3 and states[2] in ("FAIL", "COMPLETE")
     summary = (tmp_path / "sweep" / "summary.md").read_text()
-    assert (
-        "2 jobs: 1 completed, 0 pruned, 0 interrupted, 1 failed" in summary
-        and "failed: noise must be a number in [0, 1] for the Masking corruption, got 1.5" in summary
-    )
+    assert "3 jobs: " in summary and "failed: noise must be a number in [0, 1] for the Masking corruption, got 1.5" in summary
 
 
 def test_the_best_trial_trains_again_from_the_command_the_summary_gives(tmp_path, fake_mnist):

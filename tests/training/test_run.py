@@ -168,7 +168,10 @@ def test_multirun(tmp_path, fake_mnist):
     [
         (["model.latent_dim=-2"], "error: model.latent_dim must be an integer >= 1, got -2"),
         (["model=foo"], "error: unknown model option 'foo' (allowed: conv, mlp)"),
-        (["corruption=blur"], "error: unknown corruption option 'blur' (allowed: gaussian, masking, salt_pepper)"),
+        (
+            ["corruption=blur"],
+            "error: unknown corruption option 'blur' (allowed: chain, flip, gaussian, grayscale, masking, rotation, salt_pepper, translation)",
+        ),
         (["corruption=salt_pepper", "noise=1.2"], "error: noise must be a number in [0, 1] for the SaltPepper corruption, got 1.2"),
         (["trainer.max_epoch=3"], "error: unknown key 'trainer.max_epoch' (not a setting of Trainer): did you mean trainer.max_epochs?"),
         (["data.data_dir={tmp}/empty"], "error: MNIST is not in {tmp}/empty/MNIST/raw and could not be downloaded"),

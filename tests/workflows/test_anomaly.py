@@ -106,6 +106,20 @@ def test_a_vae_adds_its_negative_elbo_score(fake_mnist, tmp_path):
     assert "negative-ELBO score" in (tmp_path / "anomaly.md").read_text()
 
 
+@pytest.mark.slow
+def test_a_model_of_rotations_adds_its_restoration_scores_and_draws_them(fake_mnist, tmp_path):
+    summary = anomaly(entry(tmp_path, fake_mnist, "corruption=rotation", "module.transform_head_weight=0.1", "classes=[3]", "seeds=[0]", "test=false"))
+    assert set(summary["val"]) == {"mse", "relative", "latent_knn", "pixel_knn", "combined", "restoration", "restoration_max", "transform_nll"}
+    run = summary["runs"][0]
+    val_x, val_y = make_datamodule(fake_mnist, val_size=50).split("val")
+    _, lit = load_trained(run["checkpoint"])
+    with torch.no_grad():  # the mean restoration error over the four rotations, undone by the model
+        errors = torch.stack([(lit(torch.rot90(val_x, k, dims=(-2, -1))) - val_x).square().flatten(1).mean(1) for k in range(4)])
+    assert run["val_auroc_restoration"] == pytest.approx(100 * roc_auc_score((val_y != 3).numpy(), errors.mean(0).numpy()), abs=1e-6)
+    assert "worst restoration-error score" in (tmp_path / "anomaly.md").read_text()
+    assert (tmp_path / "class3" / "seed0" / "restorations.png").stat().st_size > 0
+
+
 def test_classes_by_name_on_another_dataset(tmp_path):
     data = make_fake_mnist(tmp_path / "data", "FashionMNIST")
     summary = anomaly(entry(tmp_path / "out", data, "data=fashion_mnist", "classes=[sneaker]", "seeds=[0]", "data.val_size=100"))
