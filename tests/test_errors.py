@@ -152,6 +152,7 @@ BAD_INPUTS = [
     (TRAIN + ("progress.every_fraction=-1",), "progress.every_fraction must be a number in (0, 1], got -1"),
     (TRAIN + ("nosie=0.3",), "unknown key 'nosie' in conf/config.yaml and the groups chosen: did you mean noise?"),
     (TRAIN + ("variant=vae", "variant.bta=2"), "unknown key 'variant.bta' (not a setting of Variational): did you mean variant.beta?"),
+    (TRAIN + ("variant=iwae", "variant.samples=0"), "variant.samples must be an integer >= 1, got 0"),
     (TRAIN + ("--foo",), "unrecognized arguments: --foo; the options are --help, --hydra-help"),
     (
         ("autoencoder.evaluate", "ckpt_path={ckpt}", "denoising.nosie=[0.3]"),

@@ -6,13 +6,16 @@ from torch import nn
 
 from autoencoder.models.networks import Autoencoder, ConvAutoencoder, MLPAutoencoder
 from autoencoder.models.variants import (
+    IWAE,
     Contractive,
     Plain,
     Sparse,
     Variational,
+    gaussian_log_density,
     jacobian_norm_estimate,
     kl_to_standard_normal,
     reparameterise,
+    standard_normal_log_density,
 )
 
 
@@ -148,6 +151,59 @@ def test_importance_weighted_bound_is_above_the_elbo_and_tightens_with_k():
     assert bounds[0] == pytest.approx(elbo.item(), abs=0.1)  # k = 1 is the ELBO (its Monte Carlo estimate)
     assert elbo < bounds[1] < bounds[2] < bounds[3] <= exact + 1e-3
     assert exact - bounds[3] < 0.1 * (exact - elbo)
+
+
+def test_iwae_with_one_sample_is_the_elbo_with_the_kl_from_the_same_sample():
+    # Exactly: the same draw z as the VAE's, -log p(x|z) - log p(z) + log q(z|x). On average over
+    # draws: the VAE's loss (beta = 1), whose KL is the closed form of E_q[log q(z|x) - log p(z)].
+    net, _ = linear_gaussian_model(0.5, exact_posterior=False)
+    x = torch.randn(4000, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    bound = IWAE(samples=1, sigma=0.5).terms(net, x, x, "mse", torch.Generator().manual_seed(1))["bound"]
+    vae = Variational(sigma=0.5)
+    terms = vae.terms(net, x, x, "mse", torch.Generator().manual_seed(1))
+    mean, logvar = vae.posterior(net.encode(x))
+    z = reparameterise(mean, logvar, torch.Generator().manual_seed(1))
+    sampled_kl = (gaussian_log_density(z, mean, logvar) - standard_normal_log_density(z)).mean()
+    assert bound.item() == pytest.approx((terms["reconstruction"] + sampled_kl).item(), rel=1e-6)
+    assert bound.item() == pytest.approx((terms["reconstruction"] + terms["kl"]).item(), abs=0.05)
+
+
+def test_iwae_bound_is_the_exact_log_likelihood_with_the_exact_posterior_for_every_k():
+    net, p_x = linear_gaussian_model(0.5, exact_posterior=True)
+    x = torch.randn(6, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    for k in (1, 3, 20):
+        bound = IWAE(samples=k, sigma=0.5).terms(net, x, x, "mse", torch.Generator().manual_seed(k))["bound"]
+        assert bound.item() == pytest.approx(-p_x.log_prob(x.flatten(1)).mean().item(), abs=1e-4)
+
+
+@torch.no_grad()
+def test_iwae_loss_on_a_fixed_batch_falls_with_k_on_average_over_draws():
+    # Monotone in expectation only (Burda et al., Theorem 1): one draw of k + 1 samples can give a
+    # looser bound than one of k. So: a fixed batch of 8 images, each repeated for 500 draws.
+    net, p_x = linear_gaussian_model(0.5, exact_posterior=False)
+    x = torch.randn(8, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    draws = x.repeat(500, 1, 1, 1)
+    losses = [IWAE(samples=k, sigma=0.5).terms(net, draws, draws, "mse", torch.Generator().manual_seed(2))["bound"].item() for k in (1, 2, 10, 100)]
+    exact = -p_x.log_prob(x.flatten(1)).mean().item()
+    assert losses[0] > losses[1] > losses[2] > losses[3] >= exact - 1e-3
+
+
+def test_iwae_weighs_the_clean_target_and_passes_codes_and_gradients():
+    net = Linear(torch.randn(4, 4, requires_grad=True), torch.randn(4, 2, requires_grad=True))
+    x = torch.rand(3, 1, 2, 2)
+    iwae, generator = IWAE(samples=4), lambda: torch.Generator().manual_seed(0)
+    denoising = iwae.terms(net, x + 0.3, x, "mse", generator(), code_terms=lambda z: {"codes": z.sum()})
+    assert list(denoising) == ["bound", "codes"] and denoising["codes"].item() == pytest.approx(iwae.code(net.encode(x + 0.3)).sum().item())
+    assert denoising["bound"] != iwae.terms(net, x + 0.3, x + 0.3, "mse", generator())["bound"]
+    denoising["bound"].backward()
+    assert net.encoder[1].weight.grad.abs().sum() > 0 and net.decoder[0].weight.grad.abs().sum() > 0
+
+
+def test_iwae_trains_a_few_batches_and_tests_in_nats(make_cfg):
+    from autoencoder.training.run import train
+
+    metrics = train(make_cfg("variant=iwae", "variant.samples=3", "model=mlp", "model.hidden=[32]", "model.latent_dim=4", "logger=none"))
+    assert math.isfinite(metrics["test_loss"]) and metrics["test_loss"] > 1  # a sum over 784 pixels, not a mean
 
 
 @pytest.mark.parametrize("architecture", [ConvAutoencoder, MLPAutoencoder])
