@@ -292,11 +292,12 @@ RULES: dict[str, Rule] = {
 SKIPPED = ("hydra", "launch", "module.net", "module.variant", "module.corruption", "module.optimizer", "module.scheduler")
 
 
-def _rule(key: str, rules: Mapping[str, Rule]) -> Rule | None:
-    """The rule of `key`: its own, or a pattern's whose `*` stands for one name (`measures.*`)."""
-    if key in rules:
-        return rules[key]
-    names = key.split(".")
+def _rule(path: str, key: str, rules: Mapping[str, Rule]) -> Rule | None:
+    """The rule of `key` in the node at `path` (`measures.`): its own, or a pattern's whose `*`
+    stands for one name (`measures.*`; a name may hold dots, a benchmark's recipe names do)."""
+    if f"{path}{key}" in rules:
+        return rules[f"{path}{key}"]
+    names = [*path.split(".")[:-1], str(key)]
 
     def matches(pattern: str) -> bool:
         parts = pattern.split(".")
@@ -325,7 +326,7 @@ def _check(node: DictConfig, path: str, rules: Mapping[str, Rule]) -> None:
         if str(key).startswith("_") or name in SKIPPED or OmegaConf.is_interpolation(node, key):
             continue
         value = _value(node, key)
-        rule = taken[key].rule if key in taken else _rule(name, rules)
+        rule = taken[key].rule if key in taken else _rule(path, key, rules)
         if isinstance(value, DictConfig) and (rule is None or "_target_" in value):
             _check(value, f"{name}.", rules)
         elif rule is not None and not rule.accepts(value):
