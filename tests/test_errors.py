@@ -112,7 +112,7 @@ BAD_INPUTS = [
     ),
     (TRAIN + ("data=cifar10", "data.data_dir={tmp}/corrupt"), "{tmp}/corrupt/cifar-10-batches-py/data_batch_1 cannot be unpickled"),
     (TRAIN + ("model=resnet",), "unknown model option 'resnet' (allowed: conv, mlp)"),
-    (TRAIN + ("variant=wae",), "unknown variant option 'wae' (allowed: ae, contractive, sparse, vae)"),
+    (TRAIN + ("variant=wae",), "unknown variant option 'wae' (allowed: ae, contractive, iwae, sparse, vae)"),
     (TRAIN + ("variant=vae", "variant.beta=-1"), "variant.beta must be a number >= 0, got -1"),
     (TRAIN + ("variant=sparse", "variant.weight=-0.5"), "variant.weight must be a number >= 0, got -0.5"),
     (TRAIN + ("variant=vae", "data.binarize=true"), "variant=vae with data.binarize=true needs loss=bce"),

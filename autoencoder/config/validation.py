@@ -376,9 +376,14 @@ def _precision_fits_accelerator(cfg: DictConfig) -> None:
         raise UserError("trainer.precision=16-mixed needs a GPU (fp16 autocast is not supported on the CPU); use bf16-mixed or 32-true")
 
 
+def _setting(node: DictConfig, key: str) -> object:
+    """A node's setting: its config's value, else its class's default (a library's, not filled in)."""
+    return node[key] if key in node else settings(node._target_)[0][key].default
+
+
 def _schedule_has_an_end(cfg: DictConfig) -> None:
     scheduler, trainer = cfg.get("scheduler"), cfg.get("trainer")
-    if scheduler and scheduler.get("steps_argument") and trainer and trainer.max_epochs in (None, -1) and trainer.max_steps == -1:
+    if scheduler and scheduler.get("steps_argument") and trainer and _setting(trainer, "max_epochs") in (None, -1) and _setting(trainer, "max_steps") == -1:
         raise UserError(f"a per-step schedule ({scheduler._target_.rsplit('.', 1)[-1]}) needs the run's length: set trainer.max_epochs or trainer.max_steps")
 
 

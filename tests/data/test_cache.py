@@ -131,4 +131,4 @@ def test_an_unwritable_cache_folder_and_a_bad_setting_are_one_line(animals, tmp_
     dm = datamodule(animals, in_memory=False, cache_dir=str(tmp_path / "caches"))
     assert len(dm.split("test")[0]) == 12 and not (animals / ".autoencoder-cache").exists()
     with pytest.raises(UserError, match=r"^data.in_memory must be one of auto, True, False, got 'maybe'$"):
-        validate(OmegaConf.create({"data": {"in_memory": "maybe"}}))
+        validate(OmegaConf.create({"data": {"_target_": "autoencoder.data.folder.ImageFolder", "path": "x", "in_memory": "maybe"}}))
