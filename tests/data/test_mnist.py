@@ -181,7 +181,7 @@ def test_real_mnist(real_data_dir, tmp_path):
     held = [dataset.tensors[0] for dataset in (dm.train_set, dm.val_set)]
     assert all(t.dtype == torch.uint8 for t in held) and sum(t.nbytes for t in held) == 60_000 * 28 * 28 == 47_040_000
     images, labels = next(iter(dm.train_dataloader()))
-    assert images.dtype == torch.uint8 and images.shape == (128, 1, 28, 28)
+    assert images.dtype == torch.uint8 and images.shape == (64, 1, 28, 28)  # ImageDataset's default batch_size
     assert sorted(dm.split("train")[1].unique().tolist()) == list(range(10))
     # A corrupted copy of an official file fails the md5 check.
     raw = tmp_path / "MNIST" / "raw"
