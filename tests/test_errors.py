@@ -94,6 +94,14 @@ BAD_INPUTS = [
     ),
     (TRAIN + ("corruption=rotation", "corruption.degrees=[]"), "corruption.degrees must be a non-empty list of distinct angles from 0, 90, 180, 270, got []"),
     (TRAIN + ("corruption=chain", "corruption.steps=[]"), "corruption.steps must be a non-empty list of corruption configs, each with a _target_, got []"),
+    (
+        TRAIN + ("corruption=flip", "corruption.flips=[diagonal]"),
+        "corruption.flips must be a non-empty list of names from none, horizontal, vertical, both, got ['diagonal']",
+    ),
+    (
+        TRAIN + ("corruption=chain", "corruption.steps.0.degrees=[45]"),
+        "corruption.steps.0.degrees must be a non-empty list of distinct angles from 0, 90, 180, 270, got [45]",
+    ),
     (TRAIN + ("corruption=translation", "corruption.shift=28"), "corruption.shift=28 moves a 28x28 image out of the frame: it must be less than 28"),
     (TRAIN + ("corruption=grayscale",), "corruption=grayscale erases colour, and these images have 1 channel(s), not 3"),
     (TRAIN + ("module.transform_head_weight=0.1",), "module.transform_head_weight > 0 predicts the transformation: it needs a transformation corruption"),

@@ -333,6 +333,10 @@ def _check(node: DictConfig, path: str, rules: Mapping[str, Rule]) -> None:
             raise UserError(f"{name} must be {rule.allowed}, got {value!r}")
         elif rule is None and key not in taken and not open_:
             raise UserError(_unknown(name, path, target, taken, rules))
+        elif isinstance(value, list):  # a list of nodes (a chain's steps): each checked as a node
+            for i, item in enumerate(node[key]):
+                if isinstance(item, DictConfig) and "_target_" in item:
+                    _check(item, f"{name}.{i}.", rules)
     with open_dict(node):
         for key, setting in taken.items():
             if key not in node and setting.filled:
