@@ -5,15 +5,16 @@ import json
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from autoencoder.evaluation.evaluate import evaluate, instantiate_measures
 from autoencoder.evaluation.measures.base import Measure, Outcome, Subject
+from autoencoder.utils.cli import load_config
 from autoencoder.utils.errors import UserError
 from autoencoder.utils.progress import Counted
 from autoencoder.utils.tables import markdown_table
-from tests.conftest import compose_entry
+from tests.conftest import FAST, compose_entry
 
 # Reconstruction alone of the built-in measures that apply to the test checkpoint (an AE trained on
 # every class: no likelihood, no anomaly detection), so that the evaluation is quick.
@@ -97,3 +98,25 @@ def test_a_bad_measure_entry_is_a_user_error(entry, message):
     with pytest.raises(UserError) as error:
         instantiate_measures(OmegaConf.create({"toy": entry}))
     assert str(error.value) == message
+
+
+@pytest.mark.slow
+def test_a_model_of_a_transformation_is_scored_on_restoring_each_one(fake_mnist, tmp_path):
+    from autoencoder.training.run import train
+
+    cfg = load_config("config", [f"data.data_dir={fake_mnist}", *FAST, "model.latent_dim=2", "corruption=flip", "logger=none"])
+    with open_dict(cfg):
+        cfg.output_dir = str(tmp_path / "run")
+    checkpoint = train(cfg)["best_checkpoint"]
+    result = evaluate(compose_entry("evaluate", tmp_path / "eval", f"ckpt_path={checkpoint}", *RECONSTRUCTION_ONLY), {"data_dir": str(fake_mnist)})
+    none, horizontal, mean = result["restoration"]
+    assert [none["transformation"], horizontal["transformation"]] == ["flipped none", "flipped horizontal"]
+    assert none["psnr_transformed_db"] is None and none["psnr_restored_db"] == pytest.approx(result["reconstruction"]["psnr_db"], abs=1e-3)
+    assert mean == {"transformation": "mean (changed images)", **{key: horizontal[key] for key in ("psnr_transformed_db", "psnr_restored_db")}}
+    assert result.headline["restoration_psnr"] == horizontal["psnr_restored_db"]
+    assert "| flipped none | - |" in (tmp_path / "eval" / "evaluation.md").read_text()
+
+
+def test_restoration_does_not_apply_to_a_model_of_noise(trained_checkpoint, fake_mnist, tmp_path):
+    result = evaluate(compose_entry("evaluate", tmp_path, f"ckpt_path={trained_checkpoint}", *RECONSTRUCTION_ONLY), {"data_dir": str(fake_mnist)})
+    assert "restoration" not in result and "restoration_psnr" not in result.headline
