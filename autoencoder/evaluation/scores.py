@@ -16,7 +16,7 @@ score. They are deterministic: the whole set, no random draw, so no image's scor
 others scored with it.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -25,6 +25,7 @@ from autoencoder.evaluation.batched import in_batches
 from autoencoder.evaluation.metrics import knn_distance, per_image_mse, relative_error
 from autoencoder.models.corruption import Transformations
 from autoencoder.models.module import LitAutoencoder
+from autoencoder.utils.errors import UserError
 
 # name: as tables head it; the last only for a VAE (variant=vae)
 SCORES = {
@@ -81,10 +82,21 @@ def restoration_scores(module: LitAutoencoder, images: Tensor) -> dict[str, Tens
     return scores
 
 
-def scorer(module: LitAutoencoder, normal: Tensor, k: int) -> Callable[[Tensor], dict[str, Tensor]]:
+def parts(module: LitAutoencoder) -> list[str]:
+    """The scores of COMBINED and RESTORATION the module has, those the combined score can sum."""
+    if not isinstance(module.corruption, Transformations):
+        return list(COMBINED)
+    return [*COMBINED, *RESTORATION[:2], *(["transform_nll"] if module.transform_head is not None else [])]
+
+
+def scorer(module: LitAutoencoder, normal: Tensor, k: int, combine: Sequence[str] | None = None) -> Callable[[Tensor], dict[str, Tensor]]:
     """A function giving every anomaly score of each image (N, C, H, W), by name as in SCORES, for
     a model of the `normal` training images (M, C, H, W); k neighbours for the k-NN scores. The
-    restoration scores are there for a model of a transformation corruption."""
+    restoration scores are there for a model of a transformation corruption. The combined score
+    sums the scores `combine` names, by default every one of `parts(module)`."""
+    combined = list(combine) if combine else parts(module)
+    if unknown := [name for name in combined if name not in parts(module)]:
+        raise UserError(f"combine: {unknown[0]!r} is not a score of this model, whose scores to combine are {', '.join(parts(module))}")
     normal_codes = in_batches(module.encode, normal)  # (M, latent_dim)
 
     def separate(images: Tensor, of_normal: bool = False) -> dict[str, Tensor]:
@@ -102,7 +114,6 @@ def scorer(module: LitAutoencoder, normal: Tensor, k: int) -> Callable[[Tensor],
         return score.clamp_min(1e-12).log()
 
     own = separate(normal, of_normal=True)  # a normal image is not its own neighbour
-    combined = [*COMBINED, *(name for name in RESTORATION if name in own)]
     scale = {name: (log_of(own[name]).mean(), log_of(own[name]).std().clamp_min(1e-12)) for name in combined}
 
     def score(images: Tensor) -> dict[str, Tensor]:

@@ -33,9 +33,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor
 
-from autoencoder.config.validation import CLASSES, RULES, boolean, integer, integers, validate
+from autoencoder.config.validation import CLASSES, NULL, RULES, anything_of, boolean, integer, integers, strings, validate
 from autoencoder.evaluation.metrics import auroc
-from autoencoder.evaluation.scores import EVERY_VARIANT, SCORES, restorations, scorer
+from autoencoder.evaluation.scores import COMBINED, EVERY_VARIANT, RESTORATION, SCORES, restorations, scorer
 from autoencoder.models.corruption import Transformations
 from autoencoder.models.module import LitAutoencoder
 from autoencoder.runs.checkpoints import datamodule_for, load_trained
@@ -50,7 +50,13 @@ log = logging.getLogger(__name__)
 
 # conf/anomaly.yaml's keys: the training config's and the table's own.
 # conf/anomaly.yaml's own keys; the rest is the training config each one-class run gets.
-OWN_RULES = {"classes": CLASSES, "test": boolean(), "knn_k": integer(1), "seeds": integers(0, 2**32 - 1, distinct=True)}
+OWN_RULES = {
+    "classes": CLASSES,
+    "test": boolean(),
+    "knn_k": integer(1),
+    "combine": anything_of(NULL, strings(options=(*COMBINED, *RESTORATION))),
+    "seeds": integers(0, 2**32 - 1, distinct=True),
+}
 ANOMALY_RULES = {**RULES, **OWN_RULES}
 
 # AUROC in % for normal classes 0..9, by data module.
@@ -72,14 +78,15 @@ def class_label(names: tuple[str, ...], label: int) -> str:
     return name if name == str(label) else f"{label} {name}"
 
 
-def score_run(run_dir: Path, best_checkpoint: str, label: int, splits: tuple[str, ...], k: int) -> dict:
+def score_run(run_dir: Path, best_checkpoint: str, label: int, splits: tuple[str, ...], k: int, combine: list[str] | None) -> dict:
     """AUROC of a one-class model on whole splits (`val`, `test`); anomalies are the other classes.
-    The latent k-NN score measures distances to the codes of the images the model trained on."""
+    The latent k-NN score measures distances to the codes of the images the model trained on; the
+    combined score sums the scores `combine` names (None: all the model has)."""
     cfg, module = load_trained(best_checkpoint)
     datamodule = datamodule_for(cfg)
     train_images, train_labels = datamodule.split("train")
-    score = scorer(module, train_images[train_labels == label], k)
-    result = {"class": label, "seed": cfg.seed, "knn_k": k}
+    score = scorer(module, train_images[train_labels == label], k, combine)
+    result = {"class": label, "seed": cfg.seed, "knn_k": k, "combine": combine}
     for split in splits:
         images, labels = datamodule.split(split)
         result |= {f"{split}_auroc_{name}": 100 * auroc(s, labels != label) for name, s in score(images).items()}
@@ -105,7 +112,8 @@ def one_class_run(cfg: DictConfig, out: Path, label: int, seed: int, splits: tup
     run_dir = out / f"class{label}" / f"seed{seed}"
     wanted = [f"{split}_auroc_{name}" for split in splits for name in EVERY_VARIANT]
     done = json.loads((run_dir / "anomaly.json").read_text()) if (run_dir / "anomaly.json").is_file() else {}
-    if all(key in done for key in wanted) and done.get("knn_k") == cfg.knn_k:
+    combine = OmegaConf.to_container(cfg.combine) if cfg.combine is not None else None
+    if all(key in done for key in wanted) and (done.get("knn_k"), done.get("combine")) == (cfg.knn_k, combine):
         log.info("class %d seed %d: done before, reading %s", label, seed, run_dir / "anomaly.json")
         return done
     if (trained := RunRecord.read(run_dir)) and trained.status is Status.COMPLETED:  # trained before, scored on fewer splits
@@ -115,7 +123,7 @@ def one_class_run(cfg: DictConfig, out: Path, label: int, seed: int, splits: tup
         with open_dict(run_cfg):
             run_cfg.output_dir, run_cfg.seed, run_cfg.data.classes = str(run_dir), seed, [label]
         best = train_and_evaluate(run_cfg)["best_checkpoint"]
-    result = score_run(run_dir, best, label, splits, cfg.knn_k)
+    result = score_run(run_dir, best, label, splits, cfg.knn_k, combine)
     log.info("class %d seed %d: %s", label, seed, ", ".join(f"{key} {result[key]:.2f}" for key in wanted))
     return result
 

@@ -7,6 +7,7 @@ from hydra.utils import instantiate
 from autoencoder.evaluation.scores import COMBINED, EVERY_VARIANT, RESTORATION, restoration_scores, scorer
 from autoencoder.models.corruption import Gaussian
 from autoencoder.runs.checkpoints import load_trained
+from autoencoder.utils.errors import UserError
 from tests.data.test_mnist import datamodule as make_datamodule
 from tests.models.test_module import rotation_module
 
@@ -87,3 +88,20 @@ def test_restoration_scores_are_seeded_and_independent_of_the_batch(make_cfg, fa
     for name in (*RESTORATION, "combined"):
         torch.testing.assert_close(alone[name], together[name][:5], rtol=1e-4, atol=1e-4)
         assert torch.equal(together[name], again[name])
+
+
+def test_the_combined_score_sums_the_scores_combine_names(make_cfg, fake_mnist):
+    lit, normal, val_x = rotation_model(make_cfg, fake_mnist)
+    every, chosen = scorer(lit, normal, 5)(val_x), scorer(lit, normal, 5, ["mse", "transform_nll"])(val_x)
+    own = {**scorer(lit, normal, 5)(normal), **restoration_scores(lit, normal)}  # mse needs no neighbours; its own scale
+    expected = sum((every[name].log() - own[name].log().mean()) / own[name].log().std() for name in ("mse", "transform_nll"))
+    torch.testing.assert_close(chosen["combined"], expected, rtol=1e-4, atol=1e-4)
+    assert all(torch.equal(chosen[name], every[name]) for name in RESTORATION)
+
+
+def test_combine_names_only_scores_the_model_has(trained_checkpoint, fake_mnist):
+    _, lit = load_trained(trained_checkpoint)
+    with pytest.raises(
+        UserError, match="^combine: 'restoration' is not a score of this model, whose scores to combine are mse, relative, latent_knn, pixel_knn$"
+    ):
+        scorer(lit, torch.rand(10, 1, 28, 28), 5, ["mse", "restoration"])

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -118,6 +119,15 @@ def test_a_model_of_rotations_adds_its_restoration_scores_and_draws_them(fake_mn
     assert run["val_auroc_restoration"] == pytest.approx(100 * roc_auc_score((val_y != 3).numpy(), errors.mean(0).numpy()), abs=1e-6)
     assert "worst restoration-error score" in (tmp_path / "anomaly.md").read_text()
     assert (tmp_path / "class3" / "seed0" / "restorations.png").stat().st_size > 0
+    # Another choice of the scores the combined one sums scores the same model again, untrained.
+    modified = Path(run["checkpoint"]).stat().st_mtime_ns
+    again = anomaly(
+        entry(
+            tmp_path, fake_mnist, "corruption=rotation", "module.transform_head_weight=0.1", "classes=[3]", "seeds=[0]", "test=false", "combine=[transform_nll]"
+        )
+    )
+    assert again["runs"][0]["combine"] == ["transform_nll"] and Path(run["checkpoint"]).stat().st_mtime_ns == modified
+    assert again["val"]["combined"]["mean_auroc"] == pytest.approx(again["val"]["transform_nll"]["mean_auroc"])  # one score, standardised: the same order
 
 
 def test_classes_by_name_on_another_dataset(tmp_path):
@@ -134,6 +144,11 @@ def test_classes_by_name_on_another_dataset(tmp_path):
         (["classes=[3,12]"], r"^classes: 12 is not a class of MNIST \(its classes: 0, 1, 2"),
         (["test=maybe"], "test must be true or false, got 'maybe'"),
         (["seeds=[1,1]"], "seeds must be a non-empty list of distinct"),
+        (
+            ["combine=[mse,ssim]"],
+            r"^combine must be null or a non-empty list of names from mse, relative, .*, transform_nll, got \['mse', 'ssim'\]$",
+        ),
+        (["combine=[restoration]"], "^combine: 'restoration' is not a score of this model, whose scores to combine are mse, relative, latent_knn, pixel_knn$"),
     ],
 )
 def test_bad_class_and_seed_lists(fake_mnist, tmp_path, overrides, message):
