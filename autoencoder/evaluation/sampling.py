@@ -1,16 +1,18 @@
 """What a trained autoencoder's latent space holds beyond the training images
 (`python -m autoencoder.sample ckpt_path=...`).
 
-- prior.png, for a generative variant (the VAE): images decoded from codes drawn from its prior
-  N(0, I), which shows what the model generates on its own. A plain, sparse or contractive
-  autoencoder has no prior to draw from, so it gets no such grid (an info line says so).
+- prior.png: images decoded from codes drawn from a density on the latent space, which shows what
+  the model generates on its own. A generative variant (the VAE, the IWAE, the VampPrior VAE) has
+  its prior; any other (plain, sparse, contractive) has none, and gets a Gaussian mixture fitted to
+  the codes of its training split (autoencoder.evaluation.mixture), which `prior=mixture` asks
+  for a generative one too.
 - interpolation.png: for pairs of images of a split, the images decoded along the straight line
   between their codes, one row per pair with the two real images at its ends. Whether the path
   between two digits passes through digits or through blurs tells how smooth the latent space is.
 
 Both grids also go to TensorBoard (`sample/prior`, `sample/interpolation`), and sample.json lists
-the files and the settings. The codes and the pairs are drawn with generators seeded by `seed`, so
-a run is repeated exactly.
+the files and the settings. The codes, the mixture's fit and the pairs are drawn with generators
+seeded by `seed`, so a run is repeated exactly.
 """
 
 import io
@@ -28,6 +30,7 @@ from torchvision.utils import make_grid, save_image
 from autoencoder.config.validation import RUN, RUN_DATA, integer, one_of, text, validate
 from autoencoder.data.images import SPLITS
 from autoencoder.evaluation.batched import in_batches
+from autoencoder.evaluation.mixture import COVARIANCES, GaussianMixture
 from autoencoder.models.module import LitAutoencoder
 from autoencoder.runs.checkpoints import datamodule_for, load_trained
 from autoencoder.utils.errors import UserError
@@ -46,9 +49,12 @@ RULES = {
     "steps": integer(2),
     "seed": integer(0, 2**32 - 1),
     "batch_size": integer(1),
+    "prior": one_of("auto", "model", "mixture"),
+    "components": integer(1),
+    "covariance": one_of(*COVARIANCES),
 }
 
-SETTINGS = ("num_samples", "pairs", "steps", "split", "seed")
+SETTINGS = ("num_samples", "pairs", "steps", "split", "seed", "prior", "components", "covariance")
 
 
 def image_grid(images: Tensor, per_row: int) -> Tensor:
@@ -64,10 +70,37 @@ def png_bytes(grid: Tensor) -> bytes:
     return buffer.getvalue()
 
 
-def prior_images(module: LitAutoencoder, n: int, seed: int, batch_size: int = 1000) -> Tensor:
-    """`n` images (n, C, H, W) decoded from codes drawn from a generative variant's prior."""
-    codes = module.variant.sample_prior(n, module.net.latent_dim, torch.Generator().manual_seed(seed))  # (n, latent_dim)
-    return in_batches(module.decode, codes, batch_size)
+def code_mixture(
+    module: LitAutoencoder, images: Tensor, components: int = 10, covariance: str = "full", seed: int = 0, batch_size: int = 1000
+) -> GaussianMixture:
+    """The ex-post density of `module`: a mixture of `components` Gaussians fitted to the codes of
+    `images` (N, C, H, W), the training split's (a VAE's codes are its posterior means)."""
+    return GaussianMixture.fit(in_batches(module.encode, images, batch_size), components, covariance, seed)
+
+
+@torch.no_grad()
+def prior_images(module: LitAutoencoder, n: int, seed: int, batch_size: int = 1000, mixture: GaussianMixture | None = None) -> Tensor:
+    """`n` images (n, C, H, W) decoded from codes drawn from `mixture` (`code_mixture`'s) if given,
+    else from the generative variant's own prior."""
+    generator = torch.Generator().manual_seed(seed)
+    if mixture is not None:
+        codes = mixture.sample(n, generator)  # (n, latent_dim)
+    elif module.variant.generative:
+        codes = module.variant.sample_prior(module.net, n, generator)
+    else:
+        raise UserError(f"the {type(module.variant).__name__} variant has no prior to sample from: draw from a mixture fitted to its codes (code_mixture)")
+    return in_batches(module.decode, codes.to(module.device), batch_size)
+
+
+def prior_source(prior: str, module: LitAutoencoder) -> str:
+    """Where `prior` (auto, model or mixture) takes the codes from for this module: model or mixture."""
+    generative = module.variant.generative
+    if prior == "model" and not generative:
+        variant = type(module.variant).__name__
+        raise UserError(f"prior=model: the {variant} variant has no prior of its own; prior=auto or prior=mixture fits a Gaussian mixture to its codes")
+    if prior != "auto":
+        return prior
+    return "model" if generative else "mixture"
 
 
 def choose_pairs(n_images: int, pairs: int, seed: int) -> Tensor:
@@ -90,23 +123,24 @@ def interpolation(module: LitAutoencoder, first: Tensor, second: Tensor, steps: 
 
 
 def sample(cfg: DictConfig, data: Mapping | None = None) -> dict:
-    """Write prior.png (generative variants only), interpolation.png, their TensorBoard images and
-    sample.json to `cfg.output_dir`; returns what sample.json holds. `data` is the command
-    line's data (keys of the run's, or another dataset: autoencoder.runs.checkpoints.datamodule_for)."""
+    """Write prior.png (from the model's prior, or a mixture fitted to its training codes),
+    interpolation.png, their TensorBoard images and sample.json to `cfg.output_dir`; returns what
+    sample.json holds. `data` is the command line's data (keys of the run's, or another dataset: autoencoder.runs.checkpoints.datamodule_for)."""
     validate(cfg, RULES)
     run_cfg, module = load_trained(cfg.ckpt_path)
-    images, _ = datamodule_for(run_cfg, data).split(cfg.split)
+    source = prior_source(cfg.prior, module)
+    datamodule = datamodule_for(run_cfg, data)
+    images, _ = datamodule.split(cfg.split)
     if 2 * cfg.pairs > len(images):
         raise UserError(
             f"pairs={cfg.pairs} needs {2 * cfg.pairs} distinct images, but the {cfg.split} split has {len(images)}; ask for at most {len(images) // 2} pairs"
         )
 
-    grids = {}
-    variant = type(module.variant).__name__
-    if module.variant.generative:
-        grids["prior"] = image_grid(prior_images(module, cfg.num_samples, cfg.seed, cfg.batch_size), math.ceil(math.sqrt(cfg.num_samples)))
-    else:
-        log.info("the %s variant has no prior to sample from: writing the interpolation only", variant)
+    variant, mixture = type(module.variant).__name__, None
+    if source == "mixture":
+        mixture = code_mixture(module, datamodule.split("train")[0], cfg.components, cfg.covariance, cfg.seed, cfg.batch_size)
+        log.info("prior: a mixture of %d Gaussians (%s covariance) fitted to the %s variant's training codes", cfg.components, cfg.covariance, variant)
+    grids = {"prior": image_grid(prior_images(module, cfg.num_samples, cfg.seed, cfg.batch_size, mixture), math.ceil(math.sqrt(cfg.num_samples)))}
     pairs = choose_pairs(len(images), cfg.pairs, cfg.seed)
     rows = interpolation(module, images[pairs[:, 0]], images[pairs[:, 1]], cfg.steps, cfg.batch_size)  # (pairs, steps + 2, C, H, W)
     grids["interpolation"] = image_grid(rows.flatten(0, 1), cfg.steps + 2)
@@ -120,6 +154,7 @@ def sample(cfg: DictConfig, data: Mapping | None = None) -> dict:
     result = {
         "checkpoint": str(Path(cfg.ckpt_path).expanduser().resolve()),
         "variant": variant,
+        "prior": source,  # the model's own, or the mixture fitted to its training codes
         "files": [f"{name}.png" for name in grids],
         "settings": {key: cfg[key] for key in SETTINGS},
         "pair_positions": pairs.tolist(),  # in the split, per row of interpolation.png

@@ -11,19 +11,20 @@ input and the clean target, and sums the terms it returns.
 - `Variational` (variant=vae): the encoder gives a Gaussian q(z|x); the loss is the negative ELBO
   in nats per image, with the KL term weighted by beta.
 - `IWAE` (variant=iwae): the VAE trained on the k-sample importance-weighted bound.
+- `Vamp` (variant=vamp): the VAE with a VampPrior, a mixture of its posteriors at learned pseudo-inputs.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from autoencoder.config.validation import integer, number
+from autoencoder.config.validation import integer, integers, number
 
 if TYPE_CHECKING:  # networks -> sizes -> variants: a run-time import would be circular
     from autoencoder.models.networks import Autoencoder
@@ -156,8 +157,9 @@ def standard_normal_log_density(z: Tensor) -> Tensor:
 
 
 def gaussian_log_density(z: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
-    """log N(z; mean, exp(logvar)) per row (diagonal covariance)."""
-    return -0.5 * ((z - mean).pow(2) / logvar.exp() + logvar + math.log(2 * math.pi)).sum(1)
+    """log N(z; mean, exp(logvar)) per row (diagonal covariance): a sum over the last dimension, so
+    the three broadcast (codes (N, 1, d) against K Gaussians (K, d) give (N, K))."""
+    return -0.5 * ((z - mean).pow(2) / logvar.exp() + logvar + math.log(2 * math.pi)).sum(-1)
 
 
 class Variational(Plain):
@@ -213,15 +215,24 @@ class Variational(Plain):
         mean, logvar = self.posterior(net.encode(x))
         z = reparameterise(mean, logvar, generator)
         reconstruction = -self.log_likelihood(net.decode(z), target, loss).mean()
-        kl = self.kl_weight(progress) * kl_to_standard_normal(mean, logvar).mean()
+        kl = self.kl_weight(progress) * self.kl(net, mean, logvar, z).mean()
         return {"reconstruction": reconstruction, "kl": kl, **_on_codes(code_terms, mean)}
 
+    def kl(self, net: Autoencoder, mean: Tensor, logvar: Tensor, z: Tensor) -> Tensor:
+        """KL(q(z|x) || p(z)) per image (B,) for the posterior (mean, logvar) and its sample z: in
+        closed form for the prior N(0, I) (z unused)."""
+        return kl_to_standard_normal(mean, logvar)
+
+    def prior_log_density(self, net: Autoencoder, z: Tensor) -> Tensor:
+        """log p(z) per code (N,) of codes z (N, latent_dim)."""
+        return standard_normal_log_density(z)
+
     def negative_elbo(self, net: Autoencoder, x: Tensor, loss: str, generator: torch.Generator | None = None) -> Tensor:
-        """-ELBO per image (B,) with one posterior sample and the exact KL (beta = 1): a bound on
+        """-ELBO per image (B,) with one posterior sample and the prior's KL (beta = 1): a bound on
         -log p(x), and the VAE's anomaly score."""
         mean, logvar = self.posterior(net.encode(x))
         z = reparameterise(mean, logvar, generator)
-        return -self.log_likelihood(net.decode(z), x, loss) + kl_to_standard_normal(mean, logvar)
+        return -self.log_likelihood(net.decode(z), x, loss) + self.kl(net, mean, logvar, z)
 
     def log_weights(self, net: Autoencoder, x: Tensor, samples: int, loss: str, generator: torch.Generator | None = None) -> Tensor:
         """log p(x, z_k) - log q(z_k|x) for `samples` draws z_k ~ q(z|x): (B, samples). Their
@@ -237,12 +248,13 @@ class Variational(Plain):
         mean, logvar = (t.repeat_interleave(samples, dim=0) for t in (mean, logvar))  # (B * samples, d)
         z = reparameterise(mean, logvar, generator)
         images = target.repeat_interleave(samples, dim=0)
-        log_p = self.log_likelihood(net.decode(z), images, loss) + standard_normal_log_density(z)
+        log_p = self.log_likelihood(net.decode(z), images, loss) + self.prior_log_density(net, z)
         return (log_p - gaussian_log_density(z, mean, logvar)).view(b, samples)
 
-    def sample_prior(self, n: int, latent_dim: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> Tensor:
-        """n codes drawn from the prior N(0, I): (n, latent_dim)."""
-        return torch.randn(n, latent_dim, generator=generator, device=device)
+    def sample_prior(self, net: Autoencoder, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n codes (n, latent_dim) drawn from the prior N(0, I), on the CPU: `generator` (a CPU one)
+        then gives the same codes whatever device the network is on."""
+        return torch.randn(n, net.latent_dim, generator=generator)
 
 
 class IWAE(Variational):
@@ -273,3 +285,55 @@ class IWAE(Variational):
         log_weights = self.weights_of(net, mean, logvar, target, self.samples, loss, generator)  # (B, k), fp32
         bound = log_weights.logsumexp(1) - math.log(self.samples)  # (B,)
         return {"bound": -bound.mean(), **_on_codes(code_terms, mean)}
+
+
+class Vamp(Variational):
+    """The VAE with a VampPrior (Tomczak & Welling, 2018): the prior is the mixture of the
+    encoder's own posteriors at K = `pseudo_inputs` learned images u_k, p(z) = (1/K) sum_k q(z|u_k),
+    rather than N(0, I). The prior the encoder can reach is the one that fits its posteriors
+    best (the aggregate posterior, for K = the training set); K << N keeps it cheap and regular.
+
+    The KL of a mixture has no closed form, so it is estimated from the posterior sample z, as
+    log q(z|x) - log p(z): unbiased, as the IWAE's is. Each step also encodes the K pseudo-inputs.
+    They are images of `input_shape` (the network's, which the YAML links), held as logits so that
+    sigmoid(logits) stays in (0, 1) like the data, with a smooth gradient where a clip (the paper's
+    hardtanh) has none; they start as uniform noise. Everything else (beta, warm-up, sigma, the
+    codes) is the VAE's."""
+
+    def __init__(
+        self,
+        input_shape: Annotated[Sequence[int], integers(1, length=3)],
+        pseudo_inputs: Annotated[int, integer(1)] = 500,
+        **settings,
+    ):
+        super().__init__(**settings)
+        uniform = torch.rand(pseudo_inputs, *input_shape).clamp(1e-3, 1 - 1e-3)
+        self.logits = nn.Parameter(torch.logit(uniform))  # (K, C, H, W)
+
+    def components(self, net: Autoencoder) -> tuple[Tensor, Tensor]:
+        """The means and log-variances (K, latent_dim) each of q(z|u_k). The network encodes the
+        pseudo-inputs as at evaluation (BatchNorm on its running statistics): they are not data, so
+        they must not move the statistics the data are normalised with, and this is the prior that
+        sampling and the likelihood (in eval mode) use."""
+        training = net.training
+        net.eval()
+        try:
+            return self.posterior(net.encode(torch.sigmoid(self.logits)))
+        finally:
+            net.train(training)
+
+    def kl(self, net: Autoencoder, mean: Tensor, logvar: Tensor, z: Tensor) -> Tensor:
+        return gaussian_log_density(z, mean, logvar) - self.prior_log_density(net, z)
+
+    def prior_log_density(self, net: Autoencoder, z: Tensor) -> Tensor:
+        """log (1/K) sum_k N(z; mean_k, var_k) per code (N,), by a log-sum-exp over the components,
+        a thousand codes at a time: (1000, K, latent_dim) at most, whatever N is."""
+        means, logvars = self.components(net)  # (K, d) each
+        log_k = math.log(len(means))
+        return torch.cat([gaussian_log_density(chunk[:, None], means, logvars).logsumexp(1) - log_k for chunk in z.float().split(1000)])
+
+    def sample_prior(self, net: Autoencoder, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n codes (n, latent_dim), on the CPU: a component drawn uniformly per code, then a code from it."""
+        means, logvars = (t.cpu() for t in self.components(net))  # (K, d) each
+        k = torch.randint(len(means), (n,), generator=generator)  # (n,)
+        return reparameterise(means[k], logvars[k], generator)

@@ -284,14 +284,14 @@ class ValidationImages(L.Callback):
 class PriorSamples(L.Callback):
     """At each validation, for a generative variant (the VAE): a grid of images decoded from
     `num_images` codes drawn from its prior, to TensorBoard as `val/prior_samples`. The codes are
-    drawn once, on the CPU with a generator seeded by `seed`, so every epoch's grid (on any device)
-    decodes the same codes and the change from one to the next is the decoder's own. Variants
-    without a prior log nothing."""
+    drawn on the CPU with a generator seeded by `seed` each time, so every epoch's grid (on any
+    device) draws alike: for N(0, I) the same codes, and the change from one grid to the next is the
+    decoder's own; a learned prior (the VampPrior's) moves its codes as it learns. Variants without
+    a prior log nothing."""
 
     def __init__(self, num_images: Annotated[int, integer(1)] = 64, seed: Annotated[int, integer(0)] = 1234) -> None:
         self.num_images = num_images
         self.seed = seed
-        self.codes: torch.Tensor | None = None  # (num_images, latent_dim), drawn at the first validation
 
     @override
     @torch.no_grad()
@@ -301,8 +301,7 @@ class PriorSamples(L.Callback):
         tensorboard = tensorboard_of(trainer)
         if tensorboard is None:
             return
-        if self.codes is None:
-            self.codes = pl_module.variant.sample_prior(self.num_images, pl_module.net.latent_dim, torch.Generator().manual_seed(self.seed))
-        images = pl_module.decode(self.codes.to(pl_module.device)).float().cpu()  # (num_images, C, H, W)
+        codes = pl_module.variant.sample_prior(pl_module.net, self.num_images, torch.Generator().manual_seed(self.seed))  # (num_images, latent_dim)
+        images = pl_module.decode(codes.to(pl_module.device)).float().cpu()  # (num_images, C, H, W)
         grid = make_grid(images, nrow=math.ceil(math.sqrt(self.num_images)), pad_value=1.0)
         tensorboard.add_image("val/prior_samples", grid, trainer.global_step)

@@ -10,10 +10,11 @@ from omegaconf import open_dict
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from autoencoder.evaluation.sampling import interpolation, sample
+from autoencoder.evaluation.sampling import code_mixture, interpolation, prior_images, prior_source, sample
 from autoencoder.runs.checkpoints import datamodule_for, load_trained
 from autoencoder.training.callbacks import PriorSamples
 from autoencoder.utils.cli import load_config
+from autoencoder.utils.errors import UserError
 from tests.conftest import FAST, compose_entry
 
 SMALL = ["num_samples=10", "pairs=3", "steps=4", "batch_size=16"]
@@ -48,8 +49,9 @@ def run_sample(ckpt: Path, out: Path, data_dir: Path, *overrides: str) -> dict:
 def test_sample_a_vae_writes_the_prior_the_interpolation_and_tensorboard(vae_checkpoint, fake_mnist, tmp_path):
     result = run_sample(vae_checkpoint, tmp_path, fake_mnist)
     assert json.loads((tmp_path / "sample.json").read_text()) == result
-    assert result["variant"] == "Variational" and result["files"] == ["prior.png", "interpolation.png"]
-    assert result["settings"] == {"num_samples": 10, "pairs": 3, "steps": 4, "split": "test", "seed": 0}
+    assert result["variant"] == "Variational" and result["prior"] == "model" and result["files"] == ["prior.png", "interpolation.png"]
+    mixture = {"components": 10, "covariance": "full"}
+    assert result["settings"] == {"num_samples": 10, "pairs": 3, "steps": 4, "split": "test", "seed": 0, "prior": "auto", **mixture}
     positions = sum(result["pair_positions"], [])
     assert len(positions) == 6 and len(set(positions)) == 6 and all(0 <= p < 60 for p in positions)
     assert Image.open(tmp_path / "prior.png").size == grid_size(4, 3)  # 10 images, 4 to a row
@@ -60,13 +62,38 @@ def test_sample_a_vae_writes_the_prior_the_interpolation_and_tensorboard(vae_che
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-def test_sample_a_plain_autoencoder_writes_the_interpolation_only(trained_checkpoint, fake_mnist, tmp_path, caplog):
+def test_sample_a_plain_autoencoder_draws_from_a_mixture_fitted_to_its_training_codes(trained_checkpoint, fake_mnist, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="autoencoder.evaluation.sampling")
-    result = run_sample(trained_checkpoint, tmp_path, fake_mnist, "split=val", "pairs=2")
-    assert result["variant"] == "Plain" and result["files"] == ["interpolation.png"]
-    assert not (tmp_path / "prior.png").exists()
+    result = run_sample(trained_checkpoint, tmp_path, fake_mnist, "split=val", "pairs=2", "components=3", "covariance=diag")
+    assert result["variant"] == "Plain" and result["prior"] == "mixture" and result["files"] == ["prior.png", "interpolation.png"]
+    assert Image.open(tmp_path / "prior.png").size == grid_size(4, 3)
     assert Image.open(tmp_path / "interpolation.png").size == grid_size(6, 2)
-    assert "the Plain variant has no prior to sample from" in caplog.text
+    assert "a mixture of 3 Gaussians (diag covariance) fitted to the Plain variant's training codes" in caplog.text
+
+
+def test_prior_images_of_a_model_without_a_prior_come_from_the_mixture_it_is_given(trained_checkpoint, fake_mnist):
+    run_cfg, module = load_trained(trained_checkpoint)
+    with pytest.raises(UserError, match="^the Plain variant has no prior to sample from"):
+        prior_images(module, 4, seed=0)
+    mixture = code_mixture(module, datamodule_for(run_cfg, {"data_dir": str(fake_mnist)}).split("train")[0], components=2)
+    first, again = (prior_images(module, 4, 0, 3, mixture) for _ in range(2))
+    assert first.shape == (4, 1, 28, 28) and torch.equal(first, again)
+    with torch.no_grad():
+        torch.testing.assert_close(first, module.decode(mixture.sample(4, torch.Generator().manual_seed(0))))
+
+
+@pytest.mark.parametrize(
+    "prior, generative, source", [("auto", True, "model"), ("auto", False, "mixture"), ("mixture", True, "mixture"), ("model", True, "model")]
+)
+def test_the_prior_setting_picks_the_models_own_or_the_mixture(prior, generative, source):
+    module = SimpleNamespace(variant=SimpleNamespace(generative=generative))
+    assert prior_source(prior, module) == source
+
+
+def test_asking_a_model_without_a_prior_for_its_own_is_refused():
+    module = SimpleNamespace(variant=type("Sparse", (), {"generative": False})())
+    with pytest.raises(UserError, match="^prior=model: the Sparse variant has no prior of its own"):
+        prior_source("model", module)
 
 
 def test_interpolation_rows_run_from_one_image_through_the_decoded_codes_to_the_other(vae_checkpoint, fake_mnist):

@@ -10,6 +10,7 @@ from autoencoder.models.variants import (
     Contractive,
     Plain,
     Sparse,
+    Vamp,
     Variational,
     gaussian_log_density,
     jacobian_norm_estimate,
@@ -212,4 +213,76 @@ def test_a_gaussian_encoder_on_either_architecture_gives_mean_and_log_variance(a
     x = torch.rand(2, 1, 8, 8)
     h = net.encode(x)
     assert h.shape == (2, 6) and net.decode(Variational().code(h)).shape == x.shape
-    assert Variational().sample_prior(5, 3).shape == (5, 3)
+    assert Variational().sample_prior(net, 5).shape == (5, 3)
+
+
+def vamp_with(logits: torch.Tensor) -> Vamp:
+    """A VampPrior VAE on (1, 2, 2) images whose pseudo-inputs are sigmoid(`logits`) (K, 1, 2, 2)."""
+    vamp = Vamp(input_shape=(1, 2, 2), pseudo_inputs=len(logits))
+    vamp.logits.data = logits
+    return vamp
+
+
+def test_vamp_prior_log_density_is_the_mean_of_its_components_densities_by_hand():
+    w = torch.randn(4, 4, generator=torch.Generator().manual_seed(0))  # pixels to (mean, logvar), latent 2
+    net, logits = Linear(w, torch.zeros(4, 2)), torch.randn(2, 1, 2, 2, generator=torch.Generator().manual_seed(1))
+    z = torch.randn(5, 2, generator=torch.Generator().manual_seed(2))
+    h = (torch.sigmoid(logits).flatten(1) @ w.T).double()  # (K=2, 4): each pseudo-input's mean and log-variance
+    expected = []
+    for code in z.double():
+        densities = [torch.distributions.Normal(h[k, :2], (0.5 * h[k, 2:]).exp()).log_prob(code).sum().exp() for k in range(2)]
+        expected.append(math.log(0.5 * densities[0] + 0.5 * densities[1]))
+    assert vamp_with(logits).prior_log_density(net, z).tolist() == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_vamp_prior_whose_pseudo_input_encodes_to_the_standard_normal_is_the_vaes():
+    # Every row of the encoder is orthogonal to the pseudo-input 0.5 (logit 0): q(z|u) = N(0, I).
+    w = torch.tensor([[1.0, -1, 0, 0], [0, 0, 1, -1], [1, 1, -1, -1], [1, -1, 1, -1]])
+    net, vamp = Linear(w, torch.randn(4, 2)), vamp_with(torch.zeros(1, 1, 2, 2))
+    x = torch.rand(6, 1, 2, 2)
+    z = torch.randn(6, 2)
+    torch.testing.assert_close(vamp.prior_log_density(net, z), standard_normal_log_density(z))
+    weights = [v.log_weights(net, x, 4, "mse", torch.Generator().manual_seed(0)) for v in (vamp, Variational())]
+    torch.testing.assert_close(*weights)  # the likelihood's importance weights use the variant's prior
+
+
+def test_vamp_kl_is_the_one_sample_estimate_and_trains_the_pseudo_inputs():
+    net = Linear(torch.randn(4, 4, requires_grad=True), torch.randn(4, 2, requires_grad=True))
+    vamp, x = vamp_with(torch.randn(3, 1, 2, 2)), torch.rand(5, 1, 2, 2)
+    terms = vamp.terms(net, x, x, "mse", torch.Generator().manual_seed(0))
+    mean, logvar = vamp.posterior(net.encode(x))
+    z = reparameterise(mean, logvar, torch.Generator().manual_seed(0))
+    expected = (gaussian_log_density(z, mean, logvar) - vamp.prior_log_density(net, z)).mean()
+    assert terms["kl"].item() == pytest.approx(expected.item(), rel=1e-5)
+    terms["kl"].backward()
+    assert vamp.logits.grad.abs().sum() > 0 and net.encoder[1].weight.grad.abs().sum() > 0
+
+
+def test_vamp_encodes_its_pseudo_inputs_as_at_evaluation_leaving_batchnorm_statistics_alone():
+    net, vamp = ConvAutoencoder(latent_dim=2, input_shape=(1, 8, 8), heads=Vamp.heads), Vamp(input_shape=(1, 8, 8), pseudo_inputs=3)
+    before = {name: b.clone() for name, b in net.named_buffers()}
+    means, logvars = vamp.components(net)
+    assert means.shape == logvars.shape == (3, 2) and net.training
+    assert all(torch.equal(b, before[name]) for name, b in net.named_buffers())
+
+
+def test_vamp_prior_samples_are_seeded_and_come_from_its_components():
+    # Two pseudo-inputs far apart in code space, each with a small variance.
+    w = torch.tensor([[10.0, 0, 0, 0], [0, 10.0, 0, 0], [-8.0, -8, 0, 0], [-8.0, -8, 0, 0]])  # log-variances about -8
+    net, vamp = Linear(w, torch.zeros(4, 2)), vamp_with(torch.tensor([5.0, -5, 0, 0, -5, 5, 0, 0]).view(2, 1, 2, 2))
+    draws = [vamp.sample_prior(net, 2000, torch.Generator().manual_seed(seed)) for seed in (0, 0, 1)]
+    assert draws[0].shape == (2000, 2) and torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])
+    means = vamp.components(net)[0].detach()  # (2, 2)
+    nearest = torch.cdist(draws[0], means).argmin(1)
+    assert (draws[0] - means[nearest]).abs().max() < 0.1  # sigma about exp(-4) = 0.018
+    assert nearest.float().mean().item() == pytest.approx(0.5, abs=0.05)  # a component drawn uniformly
+
+
+def test_vamp_trains_a_few_batches_and_its_checkpoint_keeps_the_pseudo_inputs(make_cfg):
+    from autoencoder.runs.checkpoints import load_trained
+    from autoencoder.training.run import train
+
+    metrics = train(make_cfg("variant=vamp", "variant.pseudo_inputs=4", "model=mlp", "model.hidden=[32]", "model.latent_dim=4", "logger=none"))
+    assert math.isfinite(metrics["test_loss"]) and metrics["test_loss"] > 1
+    variant = load_trained(metrics["best_checkpoint"])[1].variant
+    assert isinstance(variant, Vamp) and variant.logits.shape == (4, 1, 28, 28)
