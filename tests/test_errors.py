@@ -195,6 +195,9 @@ BAD_INPUTS = [
     ),
     (("autoencoder.evaluate", "ckpt_path={tmp}/notes.ckpt"), "is not a Lightning checkpoint this framework wrote"),
     (("autoencoder.evaluate", "ckpt_path={ckpt}", "likelihood.samples=0"), "likelihood.samples must be an integer >= 1, got 0"),
+    (("autoencoder.evaluate", "ckpt_path={ckpt}", "generation.samples=3"), "generation.samples=3 must be larger than generation.knn_k=3"),
+    (("autoencoder.classifier", "epochs=0"), "epochs must be an integer >= 1, got 0"),
+    (("autoencoder.classifier", "data.data_dir={tmp}/missing"), "MNIST is not in {tmp}/missing/MNIST/raw and could not be downloaded"),
     (
         ("autoencoder.evaluate", "ckpt_path={ckpt}", "denoising.corruptions=[blur]"),
         "denoising.corruptions must be a non-empty list of names from gaussian, masking, salt_pepper, got ['blur']",

@@ -6,7 +6,7 @@ from omegaconf import OmegaConf, open_dict
 
 from autoencoder import CONFIG_DIR
 from autoencoder.config.validation import RULES, settings, validate
-from autoencoder.evaluation import encode, evaluate, sampling
+from autoencoder.evaluation import classifier, encode, evaluate, sampling
 from autoencoder.utils.cli import load_config
 from autoencoder.utils.errors import UserError
 from autoencoder.workflows import anomaly
@@ -21,6 +21,7 @@ ENTRY_POINTS = {
     "bench": [],
     "shapes": [],
     "time_to_quality": [],
+    "classifier": [],
 }
 # Each command's rules, kept beside its function.
 COMMAND_RULES = {
@@ -32,6 +33,7 @@ COMMAND_RULES = {
     "bench": suite.RULES,
     "shapes": RULES,
     "time_to_quality": time_to_quality.RULES,
+    "classifier": classifier.RULES,
 }
 GROUP_OPTIONS = [
     f"{group.name}={option.stem}"

@@ -28,9 +28,10 @@ QUICK = [
     "evaluation.probe.train_size=100",
     "evaluation.latent.projector_points=20",
     "evaluation.likelihood.samples=4",
+    "evaluation.generation.samples=20",
 ]
 HEADLINE = {"test_mse", "denoising_psnr_gaussian_0.3", "linear_probe_accuracy", "knn_accuracy"}
-VAE = {"negative_elbo_nats", "nll_nats"}
+VAE = {"negative_elbo_nats", "nll_nats", "fid", "precision", "recall"}
 ANOMALY_SCORES = ("mse", "relative", "latent_knn", "pixel_knn", "combined", "neg_elbo")
 
 
