@@ -1,8 +1,10 @@
-"""How close a generative model's samples are to the test images: the Fréchet distance (FID's formula)
+"""How close a model's samples are to the test images: the Fréchet distance (FID's formula)
 and precision/recall, on the features of the dataset's own classifier (autoencoder.evaluation.classifier),
 beside the same figures for training images against the test images, the floor a perfect model would
 reach with as many images. Optionally also torchmetrics' FID on Inception-v3 features, the number
-papers on natural images report."""
+papers on natural images report. A generative model samples its prior; any other model (plain,
+sparse, contractive) a Gaussian mixture fitted to the codes of the training images it is compared
+with (autoencoder.evaluation.mixture), the ex-post density that makes it generative."""
 
 import logging
 from typing import Annotated
@@ -11,12 +13,13 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.image.fid import FrechetInceptionDistance, NoTrainInceptionV3
 
-from autoencoder.config.validation import integer
+from autoencoder.config.validation import integer, one_of
 from autoencoder.evaluation.batched import in_batches
 from autoencoder.evaluation.classifier import feature_classifier
 from autoencoder.evaluation.generation import frechet_distance, precision_recall
 from autoencoder.evaluation.measures.base import Measure, Outcome, Subject
-from autoencoder.evaluation.sampling import prior_images
+from autoencoder.evaluation.mixture import COVARIANCES
+from autoencoder.evaluation.sampling import code_mixture, prior_images
 from autoencoder.utils.errors import UserError
 from autoencoder.utils.progress import Counted
 from autoencoder.utils.tables import markdown_table
@@ -49,15 +52,20 @@ def inception_fid(network: nn.Module, real: Tensor, fake: Tensor, batch_size: in
 
 class Generation(Measure):
     """`samples` prior samples (at most as many as test and training images) against as many test
-    images; precision and recall with `knn_k` nearest neighbours; `inception` adds Inception FID."""
+    images; precision and recall with `knn_k` nearest neighbours; `inception` adds Inception FID. A
+    model with no prior samples a mixture of `components` Gaussians with `covariance` matrices."""
 
-    def __init__(self, samples: Annotated[int, integer(2)] = 10000, knn_k: Annotated[int, integer(1)] = 3, inception: bool = False) -> None:
+    def __init__(
+        self,
+        samples: Annotated[int, integer(2)] = 10000,
+        knn_k: Annotated[int, integer(1)] = 3,
+        inception: bool = False,
+        components: Annotated[int, integer(1)] = 10,
+        covariance: Annotated[str, one_of(*COVARIANCES)] = "full",
+    ) -> None:
         if samples <= knn_k:
             raise UserError(f"generation.samples={samples} must be larger than generation.knn_k={knn_k}: each point needs k neighbours besides itself")
-        self.samples, self.knn_k, self.inception = samples, knn_k, inception
-
-    def applies(self, subject: Subject) -> bool:
-        return subject.module.variant.generative  # what prior_images draws from
+        self.samples, self.knn_k, self.inception, self.components, self.covariance = samples, knn_k, inception, components, covariance
 
     def _images(self, subject: Subject) -> tuple[Tensor, Tensor]:
         """As many test and training images (n, C, H, W) each, drawn with the seed, of the classes the
@@ -74,10 +82,15 @@ class Generation(Measure):
 
     def measure(self, subject: Subject, steps: Counted) -> Outcome:
         test, train = self._images(subject)
-        fake = prior_images(subject.module, len(test), subject.seed, subject.batch_size)  # (n, C, H, W)
+        module, mixture = subject.module, None
+        if not module.variant.generative:  # fitted to the codes of the training images compared below
+            mixture = code_mixture(module, train, self.components, self.covariance, subject.seed, subject.batch_size)
+        fake = prior_images(module, len(test), subject.seed, subject.batch_size, mixture)  # (n, C, H, W)
         net, manifest = feature_classifier(subject.data.dataset, tuple(test.shape[1:]))
         features = {name: in_batches(net.features, images, subject.batch_size) for name, images in (("test", test), ("train", train), ("fake", fake))}
-        result = {"images": len(test), "knn_k": self.knn_k, "classifier": {key: manifest[key] for key in ("sha256", "test_accuracy", "settings")}}
+        prior = "model" if mixture is None else f"mixture of {self.components} Gaussians, {self.covariance} covariance, on the training codes"
+        classifier = {key: manifest[key] for key in ("sha256", "test_accuracy", "settings")}
+        result = {"images": len(test), "knn_k": self.knn_k, "prior": prior, "classifier": classifier}
         for row, other in (("samples", features["fake"]), ("floor", features["train"])):
             precision, recall = precision_recall(features["test"], other, self.knn_k)
             result[row] = {"fid": frechet_distance(features["test"], other), "precision": precision, "recall": recall}

@@ -49,7 +49,7 @@ def test_a_vae_gets_fid_precision_and_recall_beside_the_floor(vae_checkpoint, da
     result = run(vae_checkpoint, tmp_path, data_dir)
     measured = result["generation"]
     assert json.loads((tmp_path / "evaluation.json").read_text())["generation"] == measured
-    assert measured["images"] == 40 and measured["knn_k"] == 3 and len(measured["classifier"]["sha256"]) == 64
+    assert measured["images"] == 40 and measured["knn_k"] == 3 and measured["prior"] == "model" and len(measured["classifier"]["sha256"]) == 64
     for row in ("samples", "floor"):
         assert measured[row]["fid"] >= 0 and 0 <= measured[row]["precision"] <= 1 and 0 <= measured[row]["recall"] <= 1
     assert measured["floor"]["fid"] < measured["samples"]["fid"]  # a VAE trained for 3 batches is far from the data
@@ -58,6 +58,18 @@ def test_a_vae_gets_fid_precision_and_recall_beside_the_floor(vae_checkpoint, da
     dataset = datamodule_for(load_trained(vae_checkpoint)[0], {"data_dir": str(data_dir)}).dataset
     assert (cache_folder(dataset) / "1x28x28.json").is_file()  # trained on first use
     assert run(vae_checkpoint, tmp_path / "again", data_dir)["generation"] == measured  # seeded: the same samples and images
+
+
+@pytest.mark.slow
+def test_a_model_without_a_prior_samples_a_mixture_fitted_to_its_training_codes(data_dir, tmp_path):
+    from autoencoder.training.run import train
+
+    cfg = load_config("config", [f"data.data_dir={data_dir}", *FAST, "model.latent_dim=4", "logger=none"])
+    with open_dict(cfg):
+        cfg.output_dir = str(tmp_path / "ae")
+    measured = run(Path(train(cfg)["best_checkpoint"]), tmp_path / "eval", data_dir, "generation.components=2")["generation"]
+    assert measured["prior"] == "mixture of 2 Gaussians, full covariance, on the training codes"
+    assert measured["samples"]["fid"] > measured["floor"]["fid"] >= 0 and 0 <= measured["samples"]["recall"] <= 1
 
 
 class StandIn(nn.Module):
