@@ -78,7 +78,7 @@ def class_label(names: tuple[str, ...], label: int) -> str:
     return name if name == str(label) else f"{label} {name}"
 
 
-def score_run(run_dir: Path, best_checkpoint: str, label: int, splits: tuple[str, ...], k: int, combine: list[str] | None) -> dict:
+def score_run(run_dir: Path, best_checkpoint: str, label: int, splits: tuple[str, ...], k: int, combine: list[str] | None = None) -> dict:
     """AUROC of a one-class model on whole splits (`val`, `test`); anomalies are the other classes.
     The latent k-NN score measures distances to the codes of the images the model trained on; the
     combined score sums the scores `combine` names (None: all the model has)."""

@@ -30,8 +30,8 @@ QUICK = [
     "evaluation.likelihood.samples=4",
     "evaluation.generation.samples=20",
 ]
-HEADLINE = {"test_mse", "denoising_psnr_gaussian_0.3", "linear_probe_accuracy", "knn_accuracy"}
-VAE = {"negative_elbo_nats", "nll_nats", "fid", "precision", "recall"}
+HEADLINE = {"test_mse", "denoising_psnr_gaussian_0.3", "linear_probe_accuracy", "knn_accuracy", "fid", "precision", "recall"}
+VAE = {"negative_elbo_nats", "nll_nats"}
 ANOMALY_SCORES = ("mse", "relative", "latent_knn", "pixel_knn", "combined", "neg_elbo")
 
 
@@ -70,7 +70,7 @@ def test_a_one_class_vae_run_adds_its_likelihood_and_the_anomaly_command_s_auroc
 
 
 def test_a_measure_added_under_evaluation_measures_gives_its_headline_figures(make_cfg, tmp_path):
-    quickest = ["~evaluation.measures.denoising", "~evaluation.measures.latent", "~evaluation.measures.features"]
+    quickest = ["~evaluation.measures.denoising", "~evaluation.measures.latent", "~evaluation.measures.features", "~evaluation.measures.generation"]
     metrics = train_and_evaluate(make_cfg("evaluate=true", *QUICK, *quickest, f"+evaluation.measures.toy={{_target_:{Toy.__module__}.Toy,scale:1}}"))
     evaluation = json.loads((tmp_path / "run" / "evaluation" / "evaluation.json").read_text())
     assert metrics["evaluation"] == {"test_mse": evaluation["reconstruction"]["mse"], "toy_brightness": evaluation["toy"]["brightness"]}
