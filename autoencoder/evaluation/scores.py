@@ -50,19 +50,6 @@ def transformed(module: LitAutoencoder, images: Tensor, k: int) -> Tensor:
     return module.corruption.transform(images, torch.full((len(images),), k, device=images.device))
 
 
-def restoration_errors(module: LitAutoencoder, images: Tensor) -> Tensor:
-    """Per-image MSE (T, N) of the restoration from each of the T transformations against the image."""
-    errors = [per_image_mse(in_batches(lambda x, k=k: module(transformed(module, x, k)), images), images) for k in range(module.corruption.count)]
-    return torch.stack(errors)
-
-
-def transform_nll(module: LitAutoencoder, images: Tensor) -> Tensor:
-    """-log p(k | code of transformation k of the image) by the module's head, mean over the set: (N,)."""
-    count = module.corruption.count
-    nll = [in_batches(lambda x, k=k: -module.transform_logits(transformed(module, x, k)).float().log_softmax(1)[:, k], images) for k in range(count)]
-    return torch.stack(nll).mean(0)
-
-
 @torch.no_grad()
 def restorations(module: LitAutoencoder, image: Tensor) -> tuple[Tensor, Tensor]:
     """An image (C, H, W) under each transformation of the set and their restorations: (T, C, H, W) each."""
@@ -72,13 +59,20 @@ def restorations(module: LitAutoencoder, image: Tensor) -> tuple[Tensor, Tensor]
 
 
 def restoration_scores(module: LitAutoencoder, images: Tensor) -> dict[str, Tensor]:
-    """The scores of RESTORATION that the module has: none for a model of a noise corruption."""
+    """The scores of RESTORATION that the module has: none for a model of a noise corruption. Each
+    transformed image is encoded once, for its restoration and for the head's guess."""
     if not isinstance(module.corruption, Transformations):
         return {}
-    errors = restoration_errors(module, images)  # (T, N)
+    errors, nll = [], []  # T of (N,) each
+    for k in range(module.corruption.count):
+        codes = in_batches(lambda x, k=k: module.encode(transformed(module, x, k)), images)  # (N, latent_dim)
+        errors.append(per_image_mse(in_batches(module.decode, codes), images))  # restored from transformation k
+        if module.transform_head is not None:  # -log p(k | code of transformation k)
+            nll.append(-in_batches(module.transform_head, codes).log_softmax(1)[:, k])
+    errors = torch.stack(errors)  # (T, N)
     scores = {"restoration": errors.mean(0), "restoration_max": errors.amax(0)}
-    if module.transform_head is not None:
-        scores["transform_nll"] = transform_nll(module, images)
+    if nll:
+        scores["transform_nll"] = torch.stack(nll).mean(0)
     return scores
 
 
