@@ -116,15 +116,20 @@ def run_module(*args: str, cwd: Path, env: dict | None = None, timeout: int = 30
     return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout)
 
 
+def train_briefly(data_dir: Path, output_dir: Path, *overrides: str) -> Path:
+    """The best checkpoint of a run trained for a few batches (FAST) on the fake data in `data_dir`."""
+    from autoencoder.training.run import train
+
+    cfg = load_config("config", [f"data.data_dir={data_dir}", *FAST, "logger=none", *overrides])
+    with open_dict(cfg):
+        cfg.output_dir = str(output_dir)
+    return Path(train(cfg)["best_checkpoint"])
+
+
 @pytest.fixture(scope="session")
 def trained_checkpoint(tmp_path_factory, fake_mnist) -> Path:
     """The best checkpoint of a latent-2 denoising run trained for a few batches on the fake data."""
-    from autoencoder.training.run import train
-
-    cfg = load_config("config", [f"data.data_dir={fake_mnist}", *FAST, "model.latent_dim=2", "noise=0.2", "logger=none"])
-    with open_dict(cfg):
-        cfg.output_dir = str(tmp_path_factory.mktemp("trained"))
-    return Path(train(cfg)["best_checkpoint"])
+    return train_briefly(fake_mnist, tmp_path_factory.mktemp("trained"), "model.latent_dim=2", "noise=0.2")
 
 
 def compose_entry(config_name: str, output_dir: Path, *overrides: str) -> DictConfig:

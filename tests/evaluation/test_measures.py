@@ -5,16 +5,15 @@ import json
 
 import pytest
 import torch
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from autoencoder.evaluation.evaluate import evaluate, instantiate_measures
 from autoencoder.evaluation.measures.base import Measure, Outcome, Subject
-from autoencoder.utils.cli import load_config
 from autoencoder.utils.errors import UserError
 from autoencoder.utils.progress import Counted
 from autoencoder.utils.tables import markdown_table
-from tests.conftest import FAST, compose_entry
+from tests.conftest import compose_entry, train_briefly
 
 # Reconstruction alone of the built-in measures that apply to the test checkpoint (an AE trained on
 # every class: no likelihood, no anomaly detection; generation left out), so that the evaluation is quick.
@@ -102,12 +101,7 @@ def test_a_bad_measure_entry_is_a_user_error(entry, message):
 
 @pytest.mark.slow
 def test_a_model_of_a_transformation_is_scored_on_restoring_each_one(fake_mnist, tmp_path):
-    from autoencoder.training.run import train
-
-    cfg = load_config("config", [f"data.data_dir={fake_mnist}", *FAST, "model.latent_dim=2", "corruption=flip", "logger=none"])
-    with open_dict(cfg):
-        cfg.output_dir = str(tmp_path / "run")
-    checkpoint = train(cfg)["best_checkpoint"]
+    checkpoint = train_briefly(fake_mnist, tmp_path / "run", "model.latent_dim=2", "corruption=flip")
     result = evaluate(compose_entry("evaluate", tmp_path / "eval", f"ckpt_path={checkpoint}", *RECONSTRUCTION_ONLY), {"data_dir": str(fake_mnist)})
     none, horizontal, mean = result["restoration"]
     assert [none["transformation"], horizontal["transformation"]] == ["flipped none", "flipped horizontal"]

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import open_dict
 from torch import nn
 
 from autoencoder.evaluation.classifier import cache_folder
@@ -16,9 +15,8 @@ from autoencoder.evaluation.generation import frechet_distance
 from autoencoder.evaluation.measures import generation
 from autoencoder.evaluation.measures.generation import Generation, inception_fid, inception_network
 from autoencoder.runs.checkpoints import datamodule_for, load_trained
-from autoencoder.utils.cli import load_config
 from autoencoder.utils.errors import UserError
-from tests.conftest import FAST, compose_entry, make_fake_mnist
+from tests.conftest import compose_entry, make_fake_mnist, train_briefly
 
 GENERATION_ONLY = ["~measures.reconstruction", "~measures.denoising", "~measures.latent", "~measures.features", "~measures.likelihood", "~measures.anomaly"]
 
@@ -31,12 +29,7 @@ def data_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def vae_checkpoint(tmp_path_factory, data_dir) -> Path:
-    from autoencoder.training.run import train
-
-    cfg = load_config("config", [f"data.data_dir={data_dir}", *FAST, "variant=vae", "model.latent_dim=4", "logger=none"])
-    with open_dict(cfg):
-        cfg.output_dir = str(tmp_path_factory.mktemp("vae"))
-    return Path(train(cfg)["best_checkpoint"])
+    return train_briefly(data_dir, tmp_path_factory.mktemp("vae"), "variant=vae", "model.latent_dim=4")
 
 
 def run(checkpoint: Path, out: Path, data_dir: Path, *overrides: str):
@@ -62,12 +55,7 @@ def test_a_vae_gets_fid_precision_and_recall_beside_the_floor(vae_checkpoint, da
 
 @pytest.mark.slow
 def test_a_model_without_a_prior_samples_a_mixture_fitted_to_its_training_codes(data_dir, tmp_path):
-    from autoencoder.training.run import train
-
-    cfg = load_config("config", [f"data.data_dir={data_dir}", *FAST, "model.latent_dim=4", "logger=none"])
-    with open_dict(cfg):
-        cfg.output_dir = str(tmp_path / "ae")
-    measured = run(Path(train(cfg)["best_checkpoint"]), tmp_path / "eval", data_dir, "generation.components=2")["generation"]
+    measured = run(train_briefly(data_dir, tmp_path / "ae", "model.latent_dim=4"), tmp_path / "eval", data_dir, "generation.components=2")["generation"]
     assert measured["prior"] == "mixture of 2 Gaussians, full covariance, on the training codes"
     assert measured["samples"]["fid"] > measured["floor"]["fid"] >= 0 and 0 <= measured["samples"]["recall"] <= 1
 
