@@ -82,12 +82,17 @@ def one_objective(rows: list[dict]) -> bool:
     return len({objective(r) for r in rows}) == 1
 
 
+def job_folders(sweep: Path) -> list[Path]:
+    """The folders of a sweep's jobs (each has .hydra/overrides.yaml), none when no job started."""
+    return [folder for folder in sweep.iterdir() if (folder / ".hydra" / "overrides.yaml").is_file()]
+
+
 def read_sweep(sweep: Path) -> list[dict]:
     """Every job folder of a sweep, best first, failed and unfinished jobs last; with several
     objectives, ranked so within each (the objectives in the order of their first jobs)."""
     if not sweep.is_dir():
         raise UserError(f"sweep folder {sweep} does not exist; give the folder a multirun wrote (outputs/multirun/<day>/<time>)")
-    rows = [read_job(folder) for folder in sweep.iterdir() if (folder / ".hydra" / "overrides.yaml").is_file()]
+    rows = [read_job(folder) for folder in job_folders(sweep)]
     if not rows:
         raise UserError(f"{sweep} holds no job folders (<job>/.hydra/overrides.yaml); give the folder a multirun wrote")
     first: dict[tuple, float] = defaultdict(lambda: math.inf)  # an objective's lowest job number
@@ -258,12 +263,18 @@ def summarize(sweep: Path) -> list[dict]:
 
 
 class SweepSummary(Callback):
-    """Hydra callback (conf/config.yaml): summarizes the sweep folder when a multirun ends."""
+    """Hydra callback (conf/config.yaml): summarizes the sweep folder when a multirun ends. A
+    search worker that joined a shared study after other workers had claimed every queued trial
+    ran no job, and has nothing to summarize."""
 
     @override
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        rows = summarize(Path(config.hydra.sweep.dir))
-        print(f"sweep summary: {Path(config.hydra.sweep.dir) / 'summary.md'} ({len(rows)} jobs)")
+        sweep = Path(config.hydra.sweep.dir)
+        if not sweep.is_dir() or not job_folders(sweep):
+            print(f"sweep summary: none, no job ran in {sweep}")
+            return
+        rows = summarize(sweep)
+        print(f"sweep summary: {sweep / 'summary.md'} ({len(rows)} jobs)")
         best = best_job(rows)
         if best:
             print(f"best: job {best['job']} ({best['folder']}), best val loss {best[MONITOR]:.5f}; train it again with:\n  {reproduce(best)}")

@@ -100,6 +100,8 @@ class OptunaSweeper(Sweeper):
                 state, value = job_verdict(job)
                 self._patiently(lambda t=trial, s=state, v=value: study.tell(t, v, state=s, skip_if_finished=True), f"recording trial {trial.number}")
             done += len(trials)
+        if not done:
+            log.info("this worker ran no trial: other workers had claimed every queued trial of the study")
         trials = self._patiently(lambda: study.trials, "reading the study")
         if any(t.state == optuna.trial.TrialState.COMPLETE for t in trials):
             log.info("best trial so far: #%d, value %.5f, %s", study.best_trial.number, study.best_value, " ".join(trial_overrides(study.best_params)))

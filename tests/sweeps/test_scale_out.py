@@ -51,7 +51,11 @@ def job_trials(sweep) -> list[int]:
 
 
 def summarized(sweep) -> int:
-    """How many jobs the worker's sweep summary lists."""
+    """How many jobs the worker's sweep summary lists. A worker that started after the others had
+    claimed every queued trial ran none and wrote no summary."""
+    if not (sweep / "summary.md").exists():
+        assert not job_trials(sweep) and (sweep / "multirun.yaml").is_file()
+        return 0
     return int((sweep / "summary.md").read_text().split(" jobs:")[0].rsplit("\n", 1)[-1])
 
 

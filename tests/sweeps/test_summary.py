@@ -2,8 +2,9 @@ import csv
 import json
 
 import pytest
+from omegaconf import OmegaConf
 
-from autoencoder.sweeps.summary import COLUMNS, seed_groups, summarize
+from autoencoder.sweeps.summary import COLUMNS, SweepSummary, seed_groups, summarize
 from autoencoder.utils.errors import UserError
 from tests.conftest import run_module
 
@@ -160,3 +161,11 @@ def test_command_line(sweep, tmp_path):
     assert ok.returncode == 0 and "| 1 | 2 | `model.latent_dim=8 seed=1` |" in ok.stdout
     bad = run_module("autoencoder.summarize", str(tmp_path / "nowhere"), cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error: sweep folder") and "Traceback" not in bad.stderr
+
+
+def test_a_multirun_that_ran_no_job_ends_without_a_summary(tmp_path, capsys):
+    # A search worker that found every trial of a shared study claimed by others.
+    (tmp_path / "multirun.yaml").write_text("hydra: {}\n")
+    SweepSummary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
+    assert capsys.readouterr().out == f"sweep summary: none, no job ran in {tmp_path}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["multirun.yaml"]
