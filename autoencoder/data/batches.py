@@ -1,4 +1,4 @@
-"""Index batches for images held in memory or mapped from a cache file: one indexing op per batch
+"""Index batches for images held in memory or read from a cache file: one indexing op per batch
 instead of a per-sample Dataset, and a per-epoch seeded order that a resumed run repeats, from the
 batch it stopped at. The same index batches pick the same images from either."""
 
@@ -7,7 +7,7 @@ import math
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from autoencoder.data.cache import MappedImages
+from autoencoder.data.cache import CachedImages
 
 
 class ShuffledBatches(Sampler[torch.Tensor]):
@@ -72,7 +72,7 @@ class GatheredImages(Dataset):
     """The images and labels at `index` (positions in a cache file's images): each index batch is
     gathered from the file as it is asked for, so that the split is never copied into memory."""
 
-    def __init__(self, images: MappedImages, labels: torch.Tensor, index: torch.Tensor):
+    def __init__(self, images: CachedImages, labels: torch.Tensor, index: torch.Tensor):
         self.images, self.labels, self.index = images, labels, index
 
     def __len__(self) -> int:

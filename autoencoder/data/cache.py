@@ -7,17 +7,16 @@ cache of other files or settings, of another version, or shorter than its header
 short) is decoded again, never read. It is written through a temporary file renamed over the old
 one: a build that fails (a full disk, a killed process) leaves the earlier cache, or none.
 
-Reading maps the file (`MappedImages`): a batch is gathered from the pages it needs, which the
-kernel reads from disk or keeps in its page cache. Mapped pages the process has read count in its
-resident memory until it hands them back, which it does every RELEASE bytes gathered, so its
-resident memory stays bounded whatever the data's size (the page cache, which the kernel reclaims
-when memory is short, keeps them for the next read). The kernel maps up to 64 KiB around each page
-a read faults in (fault-around), so several times RELEASE may be resident between hand-backs.
+Reading (`CachedImages`) copies each image of a batch from the file with one positioned read into
+the batch's own memory, so the process holds no more of the file than the batch: the pages read
+stay in the kernel's page cache, which keeps them for the next read and reclaims them when memory
+is short. (A memory map would count every page it touched as the process's resident memory, up to
+the whole file when the file is in the page cache.)
 """
 
 import hashlib
 import logging
-import mmap
+import os
 import shutil
 import struct
 from collections.abc import Callable, Iterable
@@ -33,7 +32,6 @@ log = logging.getLogger(__name__)
 MAGIC, VERSION = b"AECACHE\0", 1
 HEADER = struct.Struct("<8sIQIII32s")  # magic, version, count, channels, height, width, fingerprint (sha256)
 HEADER_BYTES = 4096  # the images start on a page boundary
-RELEASE = 32 * 2**20  # bytes gathered between hand-backs of the mapped pages
 
 Shape = tuple[int, int, int, int]  # (N, C, H, W)
 
@@ -51,26 +49,27 @@ def fingerprint(root: Path, files: Iterable[tuple[Path, int]], settings: str) ->
     return digest.digest()
 
 
-class MappedImages:
-    """The images (N, C, H, W) uint8 of a cache file, read through a memory map."""
+class CachedImages:
+    """The images (N, C, H, W) uint8 of a cache file, read batch by batch."""
 
     def __init__(self, path: Path, shape: Shape):
         self.path, self.shape = path, shape
-        with path.open("rb") as file:
-            self._map = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
-        self._images = np.frombuffer(self._map, np.uint8, count=int(np.prod(shape)), offset=HEADER_BYTES).reshape(shape)
-        self._read = 0  # bytes gathered since the mapped pages were last handed back
+        self._image_bytes = int(np.prod(shape[1:]))
+        self._fd = os.open(path, os.O_RDONLY)
+
+    def __del__(self) -> None:
+        if hasattr(self, "_fd"):
+            os.close(self._fd)
 
     def __len__(self) -> int:
         return self.shape[0]
 
     def gather(self, index: np.ndarray) -> np.ndarray:
-        """The images at `index` (B,), in that order, copied into memory: (B, C, H, W) uint8."""
-        batch = self._images[index]
-        self._read += batch.nbytes
-        if self._read >= RELEASE:
-            self._map.madvise(mmap.MADV_DONTNEED)  # drops the pages from this process, not from the page cache
-            self._read = 0
+        """The images at `index` (B,), in that order, read into memory: (B, C, H, W) uint8."""
+        batch = np.empty((len(index), *self.shape[1:]), np.uint8)
+        for row, position in zip(batch.reshape(len(index), -1), index.tolist(), strict=True):  # row: (C*H*W,), a view into batch
+            if os.preadv(self._fd, [row], HEADER_BYTES + position * self._image_bytes) != self._image_bytes:
+                raise UserError(f"the image cache {self.path} was cut short while it was read; run again to decode it afresh")
         return batch
 
 
@@ -120,11 +119,10 @@ def build(path: Path, shape: Shape, source: bytes, chunks: Iterable[np.ndarray])
         raise UserError(f"cannot write the image cache {path.name} in {path.parent}: {reason} ({readable(need)} needed); {advice}") from exc
 
 
-def mapped(path: Path, shape: Shape, source: bytes, decode: Callable[[], Iterable[np.ndarray]]) -> MappedImages:
-    """The cache at `path` of images `shape` decoded from `source`, mapped; built first from
-    `decode()`'s chunks when it is missing or is not that cache (the reason logged)."""
+def ensure(path: Path, shape: Shape, source: bytes, decode: Callable[[], Iterable[np.ndarray]]) -> None:
+    """Make the file at `path` the cache of images `shape` decoded from `source`: kept when it is
+    that cache already, else built from `decode()`'s chunks (the reason logged)."""
     problem = _problem(path, shape, source) if path.is_file() else "missing"
     if problem is not None:
         log.info("decoding %d images into the cache %s (%s, was %s)", shape[0], path, readable(HEADER_BYTES + int(np.prod(shape))), problem)
         build(path, shape, source, decode())
-    return MappedImages(path, shape)

@@ -30,7 +30,7 @@ from typing_extensions import override
 
 from autoencoder.config.validation import FRACTION, integer, one_of
 from autoencoder.data import cache
-from autoencoder.data.cache import MappedImages, readable
+from autoencoder.data.cache import CachedImages, readable
 from autoencoder.data.dataset import VAL_SIZE, ImageDataset
 from autoencoder.utils.errors import UserError
 
@@ -183,18 +183,33 @@ class ImageFolder(ImageDataset):
 
     @override
     def prepare(self) -> None:
-        _folder(self.path)  # nothing to download; the folder, scanned when the dataset was built, must still be there
+        """Nothing to download; the folder, scanned when the dataset was built, must still be there.
+        The cache files are built here, where they are read from: Lightning prepares in one process
+        per machine, so that DDP's other processes find them built."""
+        _folder(self.path)
+        if self._from_cache:
+            for split, files in self.files.items():
+                self._cache_file(split, files)
 
     @cached_property
-    def _decoded(self) -> dict[str, tuple[torch.Tensor | MappedImages, torch.Tensor]]:
+    def _from_cache(self) -> bool:
+        """Whether the images are read from cache files: in_memory false, or auto and too large
+        for the memory available (setup then copies train and val out of the training images)."""
+        decoded = sum(map(len, self.files.values())) * (1 if self.grayscale else 3) * self.size**2
+        if self.in_memory is False or (self.in_memory == "auto" and 2 * decoded > HEADROOM * available_memory()):
+            log.info("the %d images of %s (%s decoded) are read from %s", sum(map(len, self.files.values())), self.path, readable(decoded), self.cache_folder)
+            return True
+        return False
+
+    @cached_property
+    def _decoded(self) -> dict[str, tuple[torch.Tensor | CachedImages, torch.Tensor]]:
         """Both splits, decoded at the first `load`: into memory once it is known to be there, else
-        (in_memory false, or auto and too large) into cache files that are then mapped."""
+        read from their cache files (built where they are not up to date)."""
+        if self._from_cache:
+            return {split: self._cached(split, files) for split, files in self.files.items()}
         count, channels = sum(map(len, self.files.values())), 1 if self.grayscale else 3
         decoded = count * channels * self.size**2
-        need, free = 2 * decoded, available_memory()  # setup then copies train and val out of the training images
-        if self.in_memory is False or (self.in_memory == "auto" and need > HEADROOM * free):
-            log.info("the %d images of %s (%s decoded) are read from %s", count, self.path, readable(decoded), self.cache_folder)
-            return {split: self._mapped(split, files) for split, files in self.files.items()}
+        need, free = 2 * decoded, available_memory()
         if need > HEADROOM * free:
             lower = "lower data.size" + ("" if self.grayscale else " or set data.grayscale=true")
             raise UserError(
@@ -205,9 +220,9 @@ class ImageFolder(ImageDataset):
         log.info("decoding the %d images of %s at %dx%dx%d (%s)", count, self.path, channels, self.size, self.size, readable(decoded))
         return {split: decode(files, self.size, self.grayscale) for split, files in self.files.items()}
 
-    def _mapped(self, split: str, files: Files) -> tuple[MappedImages, torch.Tensor]:
-        """The images of `split` from its cache file, decoded into it CHUNK at a time where it is not
-        up to date, and their labels."""
+    def _cache_file(self, split: str, files: Files) -> tuple[Path, cache.Shape]:
+        """The cache file of `split` and its images' shape, decoded into it CHUNK at a time where
+        it is not up to date."""
         mode = "L" if self.grayscale else "RGB"
         shape = (len(files), len(mode), self.size, self.size)
         source = cache.fingerprint(self.path, files, f"{self.size} {mode}")
@@ -216,9 +231,14 @@ class ImageFolder(ImageDataset):
             for start in range(0, len(files), CHUNK):
                 yield decode(files[start : start + CHUNK], self.size, self.grayscale)[0].numpy()
 
-        images = cache.mapped(self.cache_folder / f"{split}-{self.size}-{mode}.u8", shape, source, chunks)
-        return images, torch.tensor([label for _, label in files], dtype=torch.int64)
+        path = self.cache_folder / f"{split}-{self.size}-{mode}.u8"
+        cache.ensure(path, shape, source, chunks)
+        return path, shape
+
+    def _cached(self, split: str, files: Files) -> tuple[CachedImages, torch.Tensor]:
+        """The images of `split`, read from its cache file, and their labels."""
+        return CachedImages(*self._cache_file(split, files)), torch.tensor([label for _, label in files], dtype=torch.int64)
 
     @override
-    def load(self, split: str) -> tuple[torch.Tensor | MappedImages, torch.Tensor]:
+    def load(self, split: str) -> tuple[torch.Tensor | CachedImages, torch.Tensor]:
         return self._decoded[split]

@@ -1,5 +1,5 @@
 """The data module: a LightningDataModule over a dataset's labelled images held in memory as uint8
-tensors, or mapped from a uint8 cache file when they do not fit (the dataset,
+tensors, or read from a uint8 cache file when they do not fit (the dataset,
 autoencoder.data.dataset.ImageDataset, says where they come from, and which).
 
 The dataset's YAML also sets `image_shape` (C, H, W), which the model's `input_shape` follows, so a
@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from typing_extensions import override
 
 from autoencoder.data.batches import GatheredImages, ResumableLoader, ShuffledBatches
-from autoencoder.data.cache import MappedImages
+from autoencoder.data.cache import CachedImages
 from autoencoder.data.dataset import ImageDataset
 from autoencoder.utils.errors import UserError
 
@@ -98,7 +98,7 @@ class ImageDataModule(L.LightningDataModule):
             train_idx = train_idx[: data.train_size]
         self.train_index, self.val_index = train_idx, val_idx  # positions in the dataset's own train split
         test_images, test_labels = data.load("test")
-        if isinstance(images, MappedImages):
+        if isinstance(images, CachedImages):
             self._gather_from(images, labels, test_images, test_labels)
         else:
             self._hold(images, labels, test_images, test_labels)
@@ -119,8 +119,8 @@ class ImageDataModule(L.LightningDataModule):
             for tensors in ((images[self.train_index], labels[self.train_index]), (val_images, labels[self.val_index]), (test_images, test_labels))
         )
 
-    def _gather_from(self, images: MappedImages, labels: torch.Tensor, test_images: MappedImages, test_labels: torch.Tensor) -> None:
-        """The three sets as positions in the mapped images, gathered on the CPU batch by batch.
+    def _gather_from(self, images: CachedImages, labels: torch.Tensor, test_images: CachedImages, test_labels: torch.Tensor) -> None:
+        """The three sets as positions in the cached images, gathered on the CPU batch by batch.
         Binarised val and test images are drawn once, as `_hold` draws them, and held in memory."""
         self.device = torch.device("cpu")
         self.train_set = GatheredImages(images, labels, self.train_index)

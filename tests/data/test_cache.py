@@ -18,6 +18,8 @@ from PIL import Image
 from autoencoder.config.validation import validate
 from autoencoder.data import cache, folder
 from autoencoder.data.cache import HEADER_BYTES
+from autoencoder.data.folder import ImageFolder
+from autoencoder.data.images import ImageDataModule
 from autoencoder.utils import files
 from autoencoder.utils.errors import UserError
 from tests.data.test_folder import datamodule, ids, write_classes
@@ -39,8 +41,7 @@ def batches(dm, epoch=0, rank=0, world_size=1):
     return loader
 
 
-def test_the_cache_holds_the_images_decoding_gives(animals, monkeypatch):
-    monkeypatch.setattr(cache, "RELEASE", 1)  # hands the mapped pages back after every gather: the reads still hold
+def test_the_cache_holds_the_images_decoding_gives(animals):
     held, mapped = datamodule(animals, in_memory=True), datamodule(animals, in_memory=False)
     assert cache_files(animals) == ["test-8-RGB.u8", "train-8-RGB.u8"]
     for split in ("train", "val", "test"):
@@ -77,6 +78,25 @@ def test_batches_come_in_the_same_order_resume_and_shard_alike(animals):
         assert all(torch.equal(a[0], b[0]) for a, b in shares)
 
 
+def test_the_cache_is_built_where_lightning_prepares_and_read_as_built_elsewhere(animals, caplog):
+    # Under DDP, prepare_data runs in one process per machine; the others only set up.
+    preparing = ImageDataModule(ImageFolder(str(animals), size=8, in_memory=False))
+    preparing.prepare_data()
+    assert cache_files(animals) == ["test-8-RGB.u8", "train-8-RGB.u8"]
+    with caplog.at_level(logging.INFO, logger="autoencoder.data.cache"):
+        other = ImageDataModule(ImageFolder(str(animals), size=8, in_memory=False))
+        other.setup("fit")
+    assert "decoding" not in caplog.text and len(other.split("train")[0]) == 43
+
+
+def test_a_cache_cut_short_while_read_is_one_line(animals):
+    dm = datamodule(animals, in_memory=False)
+    train = animals / ".autoencoder-cache" / "train-8-RGB.u8"
+    os.truncate(train, HEADER_BYTES + 10 * 3 * 8 * 8)  # 10 of its 48 images left
+    with pytest.raises(UserError, match=rf"^the image cache {train} was cut short while it was read; run again to decode it afresh$"):
+        dm.split("train")
+
+
 def test_a_stale_or_truncated_cache_is_rebuilt(animals, caplog):
     datamodule(animals, in_memory=False)
     train = animals / ".autoencoder-cache" / "train-8-RGB.u8"
@@ -88,11 +108,12 @@ def test_a_stale_or_truncated_cache_is_rebuilt(animals, caplog):
     assert "was decoded from other files or settings" in caplog.text
     everything = torch.cat([dm.split(s)[0] for s in ("train", "val", "test")])
     assert (everything[:, 2, 0, 0] * 255).round().eq(200).sum() == 1
+    expected = dm.split("train")[0]  # read before the file under dm is damaged in place
     for damage, reason in ((lambda b: b[: len(b) - 7], "truncated or corrupt"), (lambda b: b"not a cache" + b[11:], "not an image cache")):
         train.write_bytes(damage(train.read_bytes()))
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="autoencoder.data.cache"):
-            assert torch.equal(datamodule(animals, in_memory=False).split("train")[0], dm.split("train")[0])
+            assert torch.equal(datamodule(animals, in_memory=False).split("train")[0], expected)
         assert reason in caplog.text
 
 
