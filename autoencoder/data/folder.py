@@ -191,13 +191,21 @@ class ImageFolder(ImageDataset):
             for split, files in self.files.items():
                 self._cache_file(split, files)
 
+    @property
+    def _count(self) -> int:
+        return sum(map(len, self.files.values()))
+
+    @property
+    def _channels(self) -> int:
+        return 1 if self.grayscale else 3
+
     @cached_property
     def _from_cache(self) -> bool:
         """Whether the images are read from cache files: in_memory false, or auto and too large
         for the memory available (setup then copies train and val out of the training images)."""
-        decoded = sum(map(len, self.files.values())) * (1 if self.grayscale else 3) * self.size**2
+        decoded = self._count * self._channels * self.size**2
         if self.in_memory is False or (self.in_memory == "auto" and 2 * decoded > HEADROOM * available_memory()):
-            log.info("the %d images of %s (%s decoded) are read from %s", sum(map(len, self.files.values())), self.path, readable(decoded), self.cache_folder)
+            log.info("the %d images of %s (%s decoded) are read from %s", self._count, self.path, readable(decoded), self.cache_folder)
             return True
         return False
 
@@ -207,7 +215,7 @@ class ImageFolder(ImageDataset):
         read from their cache files (built where they are not up to date)."""
         if self._from_cache:
             return {split: self._cached(split, files) for split, files in self.files.items()}
-        count, channels = sum(map(len, self.files.values())), 1 if self.grayscale else 3
+        count, channels = self._count, self._channels
         decoded = count * channels * self.size**2
         need, free = 2 * decoded, available_memory()
         if need > HEADROOM * free:
