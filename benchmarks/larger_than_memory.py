@@ -86,9 +86,8 @@ def disk_speed(path: Path, reads: int = 5000) -> dict:
 def train_once(folder: str, in_memory: str, steps: int) -> None:
     """One run (in this process): prints its figures as JSON."""
     import lightning as L
-    from hydra import compose, initialize_config_dir
 
-    from autoencoder import CONFIG_DIR
+    from autoencoder.utils.cli import load_config
     from autoencoder.workflows.jobs import train_and_evaluate
 
     class Clock(L.Callback):
@@ -122,8 +121,7 @@ def train_once(folder: str, in_memory: str, steps: int) -> None:
         "logger=none",
         f"output_dir={folder}-runs/{in_memory}-{os.getpid()}",
     ]
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
+    cfg = load_config("config", overrides)  # as the command line takes them: data.in_memory is a setting of the folder's signature
     clock = Clock()
     train_and_evaluate(cfg, callbacks=[clock])
     status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())

@@ -66,6 +66,20 @@ class PostgresServer:
         self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
         return self.url(name)
 
+    def cpu_seconds(self) -> float:
+        """The CPU time the server's processes have used so far: the postmaster, its live children
+        (a backend per connection, the writers) and the children it has reaped (closed connections)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        postmaster = int((self.folder / "data" / "postmaster.pid").read_text().split()[0])
+        fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()  # from the state on: utime is the 12th
+        total = sum(int(f) for f in fields[11:15])  # utime, stime, and those of its reaped children
+        for child in Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split():
+            try:
+                total += sum(int(f) for f in Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[11:13])
+            except FileNotFoundError:  # ended meanwhile: its time is with the postmaster's reaped children now, or soon
+                continue
+        return total / tick
+
     def remove(self) -> None:
         """Stop the server if it runs and delete its folder."""
         if (self.folder / "data" / "postmaster.pid").exists():

@@ -8,8 +8,10 @@ seconds (the training, tiny so that the storage is visible) and reports the loss
 median pruner, as the job does after opening the study itself ("report"); then it tells the study
 ("tell"), with its heartbeat beating meanwhile. Every study holds `trials` trials in all, split
 evenly over the workers. The table gives the trials finished per minute (first claim to last tell)
-against what the sleeping alone allows (a pruned trial sleeps less), and the median storage time
-per trial.
+against what the sleeping alone allows (a pruned trial sleeps less), the median storage time
+per trial, and the CPU time each trial cost the workers and, for PostgreSQL, the server's processes:
+on one machine they share its cores, so the CPU times say which of them a search on machines of
+their own would run out of first.
 """
 
 import argparse
@@ -40,16 +42,19 @@ EPOCHS = 3
 
 
 def worker(url: str, n_trials: int, work: float, seed: int) -> None:
-    """One worker: prints a JSON line per trial with its storage times (s) and its start and end."""
+    """One worker: prints a JSON line per trial with its storage times (s) and its start and end,
+    then one with the CPU time (s) the worker used from its first claim on (its imports and its
+    opening of the study left out: a search worker pays those once)."""
     storage = open_storage(url, heartbeat=30, grace_period=120, retries=3)
     sampler = optuna.samplers.TPESampler(seed=seed)
     study = optuna.load_study(study_name=STUDY, storage=storage, sampler=sampler)
     plan(study, n_trials)
-    rng = random.Random(seed)
+    rng, cpu = random.Random(seed), time.process_time()
     while True:
         start = time.perf_counter()
         optuna.storages.fail_stale_trials(study)
         if (trial_id := claim(study, storage)) is None:
+            print(json.dumps({"cpu": time.process_time() - cpu}), flush=True)
             return
         trial = sample(study, trial_id, SPACE)
         asked = time.perf_counter()
@@ -77,11 +82,17 @@ def worker(url: str, n_trials: int, work: float, seed: int) -> None:
         print(json.dumps({"ask": asked - start, "report": report, "tell": end - began, "slept": slept, "start": start, "end": end}), flush=True)
 
 
-def measure(url: str, workers: int, trials: int, work: float) -> dict:
+def measure(url: str, workers: int, trials: int, work: float, server: PostgresServer | None = None) -> dict:
+    """The run's figures; with the `server` the study is on, also the CPU time its processes used."""
     optuna.create_study(study_name=STUDY, storage=open_storage(url))
     command = [sys.executable, "-m", "benchmarks.sweep_storage", "--worker", url, "--work", str(work)]
+    server_cpu = server.cpu_seconds() if server else 0.0
     processes = [subprocess.Popen([*command, "--trials", str(trials // workers), "--seed", str(i)], stdout=subprocess.PIPE, text=True) for i in range(workers)]
-    rows = [json.loads(line) for p in processes for line in p.communicate()[0].splitlines()]
+    lines = [json.loads(line) for p in processes for line in p.communicate()[0].splitlines()]
+    if server:
+        time.sleep(1)  # the backends of the workers' connections end and are counted with the server's reaped children
+        server_cpu = server.cpu_seconds() - server_cpu
+    rows, cpu = [r for r in lines if "cpu" not in r], sum(r["cpu"] for r in lines if "cpu" in r)
     if any(p.returncode for p in processes) or len(rows) != trials:
         raise RuntimeError(f"a worker failed: {len(rows)} of {trials} trials")
     # perf_counter is CLOCK_MONOTONIC on Linux: one clock for every process of the machine.
@@ -93,14 +104,18 @@ def measure(url: str, workers: int, trials: int, work: float) -> dict:
         **{part: 1000 * statistics.median(r[part] for r in rows) for part in ("ask", "report", "tell")},
         "storage_ms": statistics.median(storage),
         "storage_p90_ms": statistics.quantiles(storage, n=10)[-1],
+        "worker_cpu_ms": 1000 * cpu / trials,
+        "server_cpu_ms": 1000 * server_cpu / trials if server else None,
     }
 
 
 def table(results: list[tuple[str, int, dict]], trials: int, work: float) -> str:
-    head = ["storage", "workers", "trials/min", "sleep-only bound", "ask ms", "report ms", "tell ms", "storage ms per trial (median, p90)"]
+    head = ["storage", "workers", "trials/min", "sleep-only bound", "ask ms", "report ms", "tell ms", "storage ms per trial (median, p90)",
+            "worker CPU ms per trial", "server CPU ms per trial"]  # fmt: skip
     rows = (
         [name, n, f"{r['trials_per_min']:.0f}", f"{r['bound']:.0f}", *(f"{r[part]:.0f}" for part in ("ask", "report", "tell")),
-         f"{r['storage_ms']:.0f}, {r['storage_p90_ms']:.0f}"]
+         f"{r['storage_ms']:.0f}, {r['storage_p90_ms']:.0f}", f"{r['worker_cpu_ms']:.0f}",
+         "" if r["server_cpu_ms"] is None else f"{r['server_cpu_ms']:.0f}"]
         for name, n, r in results
     )  # fmt: skip
     return f"{trials} trials of {work:g} s per study ({EPOCHS} reports each), {os.cpu_count()} CPUs\n\n" + markdown_table(head, rows)
@@ -131,7 +146,7 @@ def main() -> None:
                     "PostgreSQL 15": server.database(f"bench{n}"),
                 }
                 for name, url in urls.items():
-                    results.append((name, n, measure(url, n, args.trials, args.work)))
+                    results.append((name, n, measure(url, n, args.trials, args.work, server if name.startswith("PostgreSQL") else None)))
                     print(f"{name}, {n} workers: {results[-1][2]['trials_per_min']:.0f} trials/min", file=sys.stderr, flush=True)
     finally:
         server.remove()
