@@ -199,13 +199,21 @@ class ImageFolder(ImageDataset):
     def _channels(self) -> int:
         return 1 if self.grayscale else 3
 
+    @property
+    def _decoded_bytes(self) -> int:
+        return self._count * self._channels * self.size**2
+
+    @cached_property
+    def _fits(self) -> bool:
+        """Whether the decoded images fit in the memory available, with the train and val copies
+        that setup makes of the training images."""
+        return 2 * self._decoded_bytes <= HEADROOM * available_memory()
+
     @cached_property
     def _from_cache(self) -> bool:
-        """Whether the images are read from cache files: in_memory false, or auto and too large
-        for the memory available (setup then copies train and val out of the training images)."""
-        decoded = self._count * self._channels * self.size**2
-        if self.in_memory is False or (self.in_memory == "auto" and 2 * decoded > HEADROOM * available_memory()):
-            log.info("the %d images of %s (%s decoded) are read from %s", self._count, self.path, readable(decoded), self.cache_folder)
+        """Whether the images are read from cache files: in_memory false, or auto and too large."""
+        if self.in_memory is False or (self.in_memory == "auto" and not self._fits):
+            log.info("the %d images of %s (%s decoded) are read from %s", self._count, self.path, readable(self._decoded_bytes), self.cache_folder)
             return True
         return False
 
@@ -215,14 +223,12 @@ class ImageFolder(ImageDataset):
         read from their cache files (built where they are not up to date)."""
         if self._from_cache:
             return {split: self._cached(split, files) for split, files in self.files.items()}
-        count, channels = self._count, self._channels
-        decoded = count * channels * self.size**2
-        need, free = 2 * decoded, available_memory()
-        if need > HEADROOM * free:
+        count, channels, decoded = self._count, self._channels, self._decoded_bytes
+        if not self._fits:
             lower = "lower data.size" + ("" if self.grayscale else " or set data.grayscale=true")
             raise UserError(
-                f"the {count} images of {self.path} at {channels}x{self.size}x{self.size} need {readable(need)} of memory "
-                f"({readable(decoded)} decoded, and the train/val copies) but {readable(free)} is available; {lower}, "
+                f"the {count} images of {self.path} at {channels}x{self.size}x{self.size} need {readable(2 * decoded)} of memory "
+                f"({readable(decoded)} decoded, and the train/val copies) but {readable(available_memory())} is available; {lower}, "
                 "or data.in_memory=auto to read them from a cache file"
             )
         log.info("decoding the %d images of %s at %dx%dx%d (%s)", count, self.path, channels, self.size, self.size, readable(decoded))
