@@ -188,8 +188,7 @@ class ImageFolder(ImageDataset):
         per machine, so that DDP's other processes find them built."""
         _folder(self.path)
         if self._from_cache:
-            for split, files in self.files.items():
-                self._cache_file(split, files)
+            self._cache_files  # noqa: B018 - built (or found up to date) here, once for the process
 
     @property
     def _count(self) -> int:
@@ -234,6 +233,12 @@ class ImageFolder(ImageDataset):
         log.info("decoding the %d images of %s at %dx%dx%d (%s)", count, self.path, channels, self.size, self.size, readable(decoded))
         return {split: decode(files, self.size, self.grayscale) for split, files in self.files.items()}
 
+    @cached_property
+    def _cache_files(self) -> dict[str, tuple[Path, cache.Shape]]:
+        """Each split's cache file and its images' shape, checked against the files (and built
+        where not up to date) once per process: by `prepare`, else by the first `load`."""
+        return {split: self._cache_file(split, files) for split, files in self.files.items()}
+
     def _cache_file(self, split: str, files: Files) -> tuple[Path, cache.Shape]:
         """The cache file of `split` and its images' shape, decoded into it CHUNK at a time where
         it is not up to date."""
@@ -251,7 +256,7 @@ class ImageFolder(ImageDataset):
 
     def _cached(self, split: str, files: Files) -> tuple[CachedImages, torch.Tensor]:
         """The images of `split`, read from its cache file, and their labels."""
-        return CachedImages(*self._cache_file(split, files)), torch.tensor([label for _, label in files], dtype=torch.int64)
+        return CachedImages(*self._cache_files[split]), torch.tensor([label for _, label in files], dtype=torch.int64)
 
     @override
     def load(self, split: str) -> tuple[torch.Tensor | CachedImages, torch.Tensor]:

@@ -78,11 +78,16 @@ def test_batches_come_in_the_same_order_resume_and_shard_alike(animals):
         assert all(torch.equal(a[0], b[0]) for a, b in shares)
 
 
-def test_the_cache_is_built_where_lightning_prepares_and_read_as_built_elsewhere(animals, caplog):
+def test_the_cache_is_built_where_lightning_prepares_and_read_as_built_elsewhere(animals, caplog, monkeypatch):
     # Under DDP, prepare_data runs in one process per machine; the others only set up.
+    checked = []
+    fingerprint = cache.fingerprint
+    monkeypatch.setattr(cache, "fingerprint", lambda *args: checked.append(args) or fingerprint(*args))
     preparing = ImageDataModule(ImageFolder(str(animals), size=8, in_memory=False))
     preparing.prepare_data()
     assert cache_files(animals) == ["test-8-RGB.u8", "train-8-RGB.u8"]
+    preparing.setup("fit")
+    assert len(checked) == 2  # each split's files looked at once, by prepare, not again by setup
     with caplog.at_level(logging.INFO, logger="autoencoder.data.cache"):
         other = ImageDataModule(ImageFolder(str(animals), size=8, in_memory=False))
         other.setup("fit")
