@@ -19,7 +19,7 @@ ifneq ($(wildcard $(SHARED_DATA)/MNIST/raw),)
 export AUTOENCODER_DATA_DIR ?= $(SHARED_DATA)
 endif
 
-.PHONY: install train bench bench-quality bench-sweeps lint test test-fast clean
+.PHONY: install train bench bench-quality bench-likelihood bench-sweeps lint test test-fast clean
 
 install: $(VENV)/.installed
 
@@ -40,6 +40,10 @@ bench: install
 # Time until the val loss reaches the documented figures' level, recipe from before vs defaults, 3 seeds (~2 h on 2 CPU cores).
 bench-quality: install
 	$(BIN)/python -m autoencoder.time_to_quality $(ARGS)
+
+# The VAE's importance-weighted likelihood pass against its compute bound (the decoder alone; ~10 min on 2 CPU cores).
+bench-likelihood: install
+	$(BIN)/python -m benchmarks.likelihood_speed $(ARGS)
 
 # An Optuna search's storage with 1-8 workers: SQLite, journal file, PostgreSQL (a server of its own; ~5 min).
 bench-sweeps: install

@@ -30,7 +30,10 @@ def likelihood(module: LitAutoencoder, images: Tensor, samples: int = 1000, deco
     lines = Counted(progress, f"likelihood k={samples}", len(images), "images") if progress else None  # printing nothing on a terminal
     for x in track(groups, description=f"log p(x), k={samples}", disable=progress is None or not progress.terminal):
         negative_elbo.append(variant.negative_elbo(module.net, x, loss, generator))
-        log_weights = torch.cat([variant.log_weights(module.net, x, min(chunk, samples - start), loss, generator) for start in range(0, samples, chunk)], dim=1)
+        mean, logvar = variant.posterior(module.net.encode(x))  # (B, latent_dim) each, for all the group's samples
+        log_weights = torch.cat(
+            [variant.weights_of(module.net, mean, logvar, x, min(chunk, samples - start), loss, generator) for start in range(0, samples, chunk)], dim=1
+        )  # (B, samples)
         negative_bound.append(math.log(samples) - log_weights.logsumexp(1))  # (B,)
         if lines:
             lines.advance(len(x))
