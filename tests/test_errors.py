@@ -232,7 +232,7 @@ BAD_INPUTS = [
     (("autoencoder.sample", "ckpt_path={tmp}/notes.ckpt"), "ckpt_path {tmp}/notes.ckpt is not a Lightning checkpoint this framework wrote"),
     (("autoencoder.sample", "ckpt_path={ckpt}", "num_samples=0"), "num_samples must be an integer >= 1, got 0"),
     (("autoencoder.sample", "ckpt_path={ckpt}", "pairs=0"), "pairs must be an integer >= 1, got 0"),
-    (("autoencoder.sample", "ckpt_path={ckpt}", "prior=model"), "prior=model: the Plain variant has no prior of its own; prior=auto or prior=mixture fits"),
+    (("autoencoder.sample", "ckpt_path={ckpt}", "source=model"), "source=model: the Plain variant has no prior of its own; source=auto or source=mixture fits"),
     (("autoencoder.sample", "ckpt_path={ckpt}", "components=0"), "components must be an integer >= 1, got 0"),
     (("autoencoder.sample", "ckpt_path={ckpt}", "covariance=tied"), "covariance must be one of full, diag, got 'tied'"),
     (("autoencoder.sample", "ckpt_path={ckpt}", "fit_size=0"), "fit_size must be an integer >= 1 or null, got 0"),

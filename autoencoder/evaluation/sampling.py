@@ -2,9 +2,9 @@
 (`python -m autoencoder.sample ckpt_path=...`).
 
 - prior.png: images decoded from codes drawn from a density on the latent space, which shows what
-  the model generates on its own. A generative variant (the VAE, the IWAE, the VampPrior VAE) has
+  the model generates on its own. A generative variant (the VAE or the IWAE, with any prior) has
   its prior; any other (plain, sparse, contractive) has none, and gets a Gaussian mixture fitted to
-  the codes of its training split (autoencoder.evaluation.mixture), which `prior=mixture` asks
+  the codes of its training split (autoencoder.evaluation.mixture), which `source=mixture` asks
   for a generative one too. The fit takes `fit_size` of the training images, a seeded draw: the
   codes of a few thousand images place ten Gaussians about as well as all of them, in a fraction
   of the time.
@@ -51,13 +51,13 @@ RULES = {
     "steps": integer(2),
     "seed": integer(0, 2**32 - 1),
     "batch_size": integer(1),
-    "prior": one_of("auto", "model", "mixture"),
+    "source": one_of("auto", "model", "mixture"),
     "components": integer(1),
     "covariance": one_of(*COVARIANCES),
     "fit_size": integer(1, null=True),
 }
 
-SETTINGS = ("num_samples", "pairs", "steps", "split", "seed", "prior", "components", "covariance", "fit_size")
+SETTINGS = ("num_samples", "pairs", "steps", "split", "seed", "source", "components", "covariance", "fit_size")
 
 
 def image_grid(images: Tensor, per_row: int) -> Tensor:
@@ -110,14 +110,15 @@ def prior_images(module: LitAutoencoder, n: int, seed: int, batch_size: int = 10
     return in_batches(module.decode, codes.to(module.device), batch_size)
 
 
-def prior_source(prior: str, module: LitAutoencoder) -> str:
-    """Where `prior` (auto, model or mixture) takes the codes from for this module: model or mixture."""
+def prior_source(source: str, module: LitAutoencoder) -> str:
+    """Where the `source` setting (auto, model or mixture) takes the codes from for this module:
+    model or mixture."""
     generative = module.variant.generative
-    if prior == "model" and not generative:
+    if source == "model" and not generative:
         variant = type(module.variant).__name__
-        raise UserError(f"prior=model: the {variant} variant has no prior of its own; prior=auto or prior=mixture fits a Gaussian mixture to its codes")
-    if prior != "auto":
-        return prior
+        raise UserError(f"source=model: the {variant} variant has no prior of its own; source=auto or source=mixture fits a Gaussian mixture to its codes")
+    if source != "auto":
+        return source
     return "model" if generative else "mixture"
 
 
@@ -146,7 +147,7 @@ def sample(cfg: DictConfig, data: Mapping | None = None) -> dict:
     sample.json holds. `data` is the command line's data (keys of the run's, or another dataset: autoencoder.runs.checkpoints.datamodule_for)."""
     validate(cfg, RULES)
     run_cfg, module = load_trained(cfg.ckpt_path)
-    source = prior_source(cfg.prior, module)
+    source = prior_source(cfg.source, module)
     datamodule = datamodule_for(run_cfg, data)
     images, _ = datamodule.split(cfg.split)
     if 2 * cfg.pairs > len(images):

@@ -53,7 +53,7 @@ def test_sample_a_vae_writes_the_prior_the_interpolation_and_tensorboard(vae_che
     assert json.loads((tmp_path / "sample.json").read_text()) == result
     assert result["variant"] == "Variational" and result["prior"] == "model" and result["files"] == ["prior.png", "interpolation.png"]
     mixture = {"components": 10, "covariance": "full", "fit_size": 10000}
-    assert result["settings"] == {"num_samples": 10, "pairs": 3, "steps": 4, "split": "test", "seed": 0, "prior": "auto", **mixture}
+    assert result["settings"] == {"num_samples": 10, "pairs": 3, "steps": 4, "split": "test", "seed": 0, "source": "auto", **mixture}
     positions = sum(result["pair_positions"], [])
     assert len(positions) == 6 and len(set(positions)) == 6 and all(0 <= p < 60 for p in positions)
     assert Image.open(tmp_path / "prior.png").size == grid_size(4, 3)  # 10 images, 4 to a row
@@ -100,16 +100,16 @@ def test_the_mixture_is_fitted_to_a_seeded_subset_of_the_training_codes_or_all_o
 
 
 @pytest.mark.parametrize(
-    "prior, generative, source", [("auto", True, "model"), ("auto", False, "mixture"), ("mixture", True, "mixture"), ("model", True, "model")]
+    "setting, generative, source", [("auto", True, "model"), ("auto", False, "mixture"), ("mixture", True, "mixture"), ("model", True, "model")]
 )
-def test_the_prior_setting_picks_the_models_own_or_the_mixture(prior, generative, source):
+def test_the_source_setting_picks_the_models_own_prior_or_the_mixture(setting, generative, source):
     module = SimpleNamespace(variant=SimpleNamespace(generative=generative))
-    assert prior_source(prior, module) == source
+    assert prior_source(setting, module) == source
 
 
 def test_asking_a_model_without_a_prior_for_its_own_is_refused():
     module = SimpleNamespace(variant=type("Sparse", (), {"generative": False})())
-    with pytest.raises(UserError, match="^prior=model: the Sparse variant has no prior of its own"):
+    with pytest.raises(UserError, match="^source=model: the Sparse variant has no prior of its own"):
         prior_source("model", module)
 
 
