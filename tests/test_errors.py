@@ -125,7 +125,7 @@ BAD_INPUTS = [
     (TRAIN + ("prior=vamp",), "prior (VampPrior) is a setting of the variants with a prior (iwae, vae); the Plain variant has none"),
     (
         TRAIN + ("variant=vae", "prior.components=3"),
-        "prior must be a prior chosen as a group option (prior=standard, vamp or mixture) or null, got {'components': 3}",
+        "prior must be a prior chosen as a group option (prior=standard, vamp or mixture) or null, got",
     ),
     (TRAIN + ("variant=vae", "variant.beta=-1"), "variant.beta must be a number >= 0, got -1"),
     (TRAIN + ("variant=sparse", "variant.weight=-0.5"), "variant.weight must be a number >= 0, got -0.5"),
