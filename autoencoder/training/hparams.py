@@ -30,8 +30,9 @@ NOT_SETTINGS = (
     *PATHS,
     # how the data are fetched and checked, how Lightning steps a schedule or watches the loss
     *("data.download", "data.check_md5", "scheduler.steps_argument", "scheduler.lightning.*", "early_stopping.monitor", "early_stopping.mode"),
-    # repeats of noise, seed, optimizer.lr, the dataset's image size and the model's (a prior's links to it)
+    # repeats of noise, seed, optimizer.lr, the dataset's image size, the model's (a prior's links to it) and the prior
     *("corruption.noise", "data.shuffle_seed", "scheduler.max_lr", "data.image_shape", "model.input_shape", "prior.input_shape", "prior.latent_dim"),
+    *("variant.prior", "variant.prior.*"),
 )
 STATUS_RANK = 99
 
