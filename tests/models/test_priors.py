@@ -3,6 +3,8 @@ import math
 import pytest
 import torch
 
+from autoencoder.evaluation.likelihood import likelihood
+from autoencoder.evaluation.sampling import prior_images
 from autoencoder.models.gaussians import gaussian_log_density, posterior, reparameterise, standard_normal_log_density
 from autoencoder.models.module import LitAutoencoder
 from autoencoder.models.networks import ConvAutoencoder
@@ -149,3 +151,7 @@ def test_a_learned_prior_trains_and_its_checkpoint_rebuilds_it(fake_mnist, tmp_p
         with torch.no_grad():
             samples.append(module.variant.prior.sample(module.net, 16, torch.Generator().manual_seed(7)))
     assert samples[0].shape == (16, 4) and torch.equal(*samples)
+    images = torch.rand(6, 1, 28, 28).round()  # the likelihood and the prior's images work with every prior
+    bounds = likelihood(module, images, samples=8)
+    assert math.isfinite(bounds["nll_nats"]) and math.isfinite(bounds["negative_elbo_nats"])
+    assert prior_images(module, 4, seed=0).shape == (4, 1, 28, 28)
