@@ -290,6 +290,7 @@ STATED_DEFAULTS = [
     ("docs/evaluation.md", "classifier", "classifier", (), None),
     ("docs/variants.md", "Architectures", "config", (), "model"),
     ("docs/variants.md", "Variants", "config", (), "variant"),
+    ("docs/variants.md", "Priors", "config", ("variant=vae",), "prior"),
     ("docs/datasets.md", "The datasets", "config", (), "data"),
     ("docs/datasets.md", "A folder of your own images", "config", ("data=folder",), None),
     ("docs/training.md", "Progress without a terminal", "config", (), None),

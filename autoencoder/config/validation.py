@@ -267,6 +267,7 @@ RUN_DATA: dict[str, Rule] = {"data.*": Rule(lambda v: True, "a setting of the ru
 RULES: dict[str, Rule] = {
     # the training config's own keys (conf/config.yaml); its groups' nodes have their classes' settings
     **RUN,
+    "prior": Rule(lambda v: v is None, "a prior chosen as a group option (prior=standard, vamp or mixture) or null"),
     "noise": number(0),
     "loss": one_of("mse", "bce"),
     "seed": integer(0, 2**32 - 1),
@@ -418,9 +419,20 @@ def _variant_fits_options(cfg: DictConfig) -> None:
         raise UserError("variant=vae with data.binarize=true needs loss=bce: a Gaussian likelihood of binary images is no likelihood in nats")
 
 
+def _prior_fits_variant(cfg: DictConfig) -> None:
+    """A prior is a setting of the variants that take one (their YAML links `prior`); on any other
+    it would be silently unused."""
+    prior, variant = cfg.get("prior"), cfg.get("variant")
+    if prior and variant and "prior" not in settings(variant._target_)[0]:
+        takers = ", ".join(p.stem for p in sorted((CONFIG_DIR / "variant").glob("*.yaml")) if "prior" in OmegaConf.load(p))
+        name, kind = prior._target_.rsplit(".", 1)[-1], variant._target_.rsplit(".", 1)[-1]
+        raise UserError(f"prior ({name}) is a setting of the variants with a prior ({takers}); the {kind} variant has none: pick one of those, or no prior")
+
+
 CROSS_CHECKS = (
     _model_fits_data,
     _variant_fits_options,
+    _prior_fits_variant,
     _noise_fits_corruption,
     _precision_fits_accelerator,
     _schedule_has_an_end,

@@ -11,20 +11,24 @@ input and the clean target, and sums the terms it returns.
 - `Variational` (variant=vae): the encoder gives a Gaussian q(z|x); the loss is the negative ELBO
   in nats per image, with the KL term weighted by beta.
 - `IWAE` (variant=iwae): the VAE trained on the k-sample importance-weighted bound.
-- `Vamp` (variant=vamp): the VAE with a VampPrior, a mixture of its posteriors at learned pseudo-inputs.
+
+The last two are the VAE family: each holds a prior p(z) (autoencoder.models.priors; conf/prior/),
+N(0, I) unless another is chosen.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from autoencoder.config.validation import integer, integers, number
+from autoencoder.config.validation import integer, number
+from autoencoder.models.gaussians import gaussian_log_density, posterior, reparameterise
+from autoencoder.models.priors import Prior, StandardNormal
 
 if TYPE_CHECKING:  # networks -> sizes -> variants: a run-time import would be circular
     from autoencoder.models.networks import Autoencoder
@@ -51,7 +55,7 @@ class Plain(nn.Module):
     features, figures and interpolation use; `terms` returns the named parts of the loss."""
 
     heads = 1
-    generative = False  # whether it has a prior to sample (`sample_prior`) and a likelihood
+    generative = False  # whether it has a prior (`prior`, autoencoder.models.priors) and a likelihood
     double_backward = False  # whether its loss differentiates a gradient (torch.compile cannot)
     unit = ""  # of its loss, for the console: a mean squared error or cross-entropy has none
 
@@ -140,54 +144,35 @@ class Contractive(Plain):
         return {"contractive": self.weight * jacobian_norm_estimate(z, x, self.projections)}
 
 
-def reparameterise(mean: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """z = mean + sigma * eps with eps ~ N(0, I): a sample of q(z|x) that gradients flow through."""
-    eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-    return mean + torch.exp(0.5 * logvar) * eps
-
-
-def kl_to_standard_normal(mean: Tensor, logvar: Tensor) -> Tensor:
-    """KL(N(mean, exp(logvar)) || N(0, I)) per row, in nats: 0.5 sum(mean^2 + var - logvar - 1)."""
-    return 0.5 * (mean.pow(2) + logvar.exp() - logvar - 1).sum(1)
-
-
-def standard_normal_log_density(z: Tensor) -> Tensor:
-    """log N(z; 0, I) per row."""
-    return -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(1)
-
-
-def gaussian_log_density(z: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
-    """log N(z; mean, exp(logvar)) per row (diagonal covariance): a sum over the last dimension, so
-    the three broadcast (codes (N, 1, d) against K Gaussians (K, d) give (N, K))."""
-    return -0.5 * ((z - mean).pow(2) / logvar.exp() + logvar + math.log(2 * math.pi)).sum(-1)
-
-
 class Variational(Plain):
     """The VAE (Kingma & Welling, 2014): the encoder gives the mean and log-variance of a diagonal
     Gaussian q(z|x), a sample z = mean + sigma * eps is decoded, and the loss is the negative ELBO
-    -E_q log p(x|z) + beta KL(q(z|x) || N(0, I)), in nats per image (a sum over pixels).
+    -E_q log p(x|z) + beta KL(q(z|x) || p(z)), in nats per image (a sum over pixels).
 
     p(x|z) is Bernoulli with the decoder's output as its means for loss=bce, and Gaussian with that
     mean and the fixed standard deviation `sigma` for loss=mse. beta != 1 is the beta-VAE; with
     `warmup_epochs` the KL weight rises linearly from 0 to beta over that many training epochs
     (validation and test always weigh it by beta, so their losses compare across epochs). The
-    codes used for features are the posterior means."""
+    codes used for features are the posterior means. The prior p(z) is `prior` (None: N(0, I)); a
+    learned one is this module's child, so it trains with the network and is in the checkpoint."""
 
     heads = 2
     generative = True
     unit = " nats"  # the negative ELBO per image
 
-    def __init__(self, beta: Annotated[float, number(0)] = 1.0, warmup_epochs: Annotated[float, number(0)] = 0, sigma: Annotated[float, number(above=0)] = 0.1):
+    def __init__(
+        self,
+        beta: Annotated[float, number(0)] = 1.0,
+        warmup_epochs: Annotated[float, number(0)] = 0,
+        sigma: Annotated[float, number(above=0)] = 0.1,
+        prior: Prior | None = None,
+    ):
         super().__init__()
         self.beta, self.warmup_epochs, self.sigma = beta, warmup_epochs, sigma
-
-    def posterior(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        """The mean and log-variance (B, latent_dim) each, in fp32, from the encoder's (B, 2 latent_dim)."""
-        mean, logvar = h.float().chunk(2, dim=1)
-        return mean, logvar.clamp(-30, 20)  # exp() of it stays finite
+        self.prior = prior if prior is not None else StandardNormal()
 
     def code(self, h: Tensor) -> Tensor:
-        return self.posterior(h)[0]
+        return posterior(h)[0]
 
     def log_likelihood(self, reconstruction: Tensor, target: Tensor, loss: str) -> Tensor:
         """log p(x|z) per image (B,), with `reconstruction` the decoder's output for z."""
@@ -212,32 +197,23 @@ class Variational(Plain):
         progress: float | None = None,
         code_terms: CodeTerms | None = None,
     ) -> dict[str, Tensor]:
-        mean, logvar = self.posterior(net.encode(x))
+        mean, logvar = posterior(net.encode(x))
         z = reparameterise(mean, logvar, generator)
         reconstruction = -self.log_likelihood(net.decode(z), target, loss).mean()
-        kl = self.kl_weight(progress) * self.kl(net, mean, logvar, z).mean()
+        kl = self.kl_weight(progress) * self.prior.kl(net, mean, logvar, z).mean()
         return {"reconstruction": reconstruction, "kl": kl, **_on_codes(code_terms, mean)}
-
-    def kl(self, net: Autoencoder, mean: Tensor, logvar: Tensor, z: Tensor) -> Tensor:
-        """KL(q(z|x) || p(z)) per image (B,) for the posterior (mean, logvar) and its sample z: in
-        closed form for the prior N(0, I) (z unused)."""
-        return kl_to_standard_normal(mean, logvar)
-
-    def prior_log_density(self, net: Autoencoder, z: Tensor) -> Tensor:
-        """log p(z) per code (N,) of codes z (N, latent_dim)."""
-        return standard_normal_log_density(z)
 
     def negative_elbo(self, net: Autoencoder, x: Tensor, loss: str, generator: torch.Generator | None = None) -> Tensor:
         """-ELBO per image (B,) with one posterior sample and the prior's KL (beta = 1): a bound on
         -log p(x), and the VAE's anomaly score."""
-        mean, logvar = self.posterior(net.encode(x))
+        mean, logvar = posterior(net.encode(x))
         z = reparameterise(mean, logvar, generator)
-        return -self.log_likelihood(net.decode(z), x, loss) + self.kl(net, mean, logvar, z)
+        return -self.log_likelihood(net.decode(z), x, loss) + self.prior.kl(net, mean, logvar, z)
 
     def log_weights(self, net: Autoencoder, x: Tensor, samples: int, loss: str, generator: torch.Generator | None = None) -> Tensor:
         """log p(x, z_k) - log q(z_k|x) for `samples` draws z_k ~ q(z|x): (B, samples). Their
         log-mean-exp is the importance-weighted bound on log p(x) (Burda et al., 2016)."""
-        return self.weights_of(net, *self.posterior(net.encode(x)), x, samples, loss, generator)
+        return self.weights_of(net, *posterior(net.encode(x)), x, samples, loss, generator)
 
     def weights_of(
         self, net: Autoencoder, mean: Tensor, logvar: Tensor, target: Tensor, samples: int, loss: str, generator: torch.Generator | None = None
@@ -248,13 +224,8 @@ class Variational(Plain):
         mean, logvar = (t.repeat_interleave(samples, dim=0) for t in (mean, logvar))  # (B * samples, d)
         z = reparameterise(mean, logvar, generator)
         images = target.repeat_interleave(samples, dim=0)
-        log_p = self.log_likelihood(net.decode(z), images, loss) + self.prior_log_density(net, z)
+        log_p = self.log_likelihood(net.decode(z), images, loss) + self.prior.log_density(net, z)
         return (log_p - gaussian_log_density(z, mean, logvar)).view(b, samples)
-
-    def sample_prior(self, net: Autoencoder, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n codes (n, latent_dim) drawn from the prior N(0, I), on the CPU: `generator` (a CPU one)
-        then gives the same codes whatever device the network is on."""
-        return torch.randn(n, net.latent_dim, generator=generator)
 
 
 class IWAE(Variational):
@@ -265,10 +236,11 @@ class IWAE(Variational):
     q(z|x) fitting the true posterior: Burda et al. found more active latent units and a better
     log-likelihood than the VAE's. k = 1 is the VAE's ELBO (beta = 1) with its KL estimated from the sample rather than in closed
     form: the same in expectation. A step decodes k samples per image, so it costs about k x a VAE's
-    decoder. There is no beta or warm-up: a weighted KL is no part of this bound."""
+    decoder. There is no beta or warm-up: a weighted KL is no part of this bound. Its p(z) is the
+    `prior`'s log-density, whichever prior that is."""
 
-    def __init__(self, samples: Annotated[int, integer(1)] = 5, sigma: Annotated[float, number(above=0)] = 0.1):
-        super().__init__(sigma=sigma)
+    def __init__(self, samples: Annotated[int, integer(1)] = 5, sigma: Annotated[float, number(above=0)] = 0.1, prior: Prior | None = None):
+        super().__init__(sigma=sigma, prior=prior)
         self.samples = samples
 
     def terms(
@@ -281,59 +253,7 @@ class IWAE(Variational):
         progress: float | None = None,
         code_terms: CodeTerms | None = None,
     ) -> dict[str, Tensor]:
-        mean, logvar = self.posterior(net.encode(x))
+        mean, logvar = posterior(net.encode(x))
         log_weights = self.weights_of(net, mean, logvar, target, self.samples, loss, generator)  # (B, k), fp32
         bound = log_weights.logsumexp(1) - math.log(self.samples)  # (B,)
         return {"bound": -bound.mean(), **_on_codes(code_terms, mean)}
-
-
-class Vamp(Variational):
-    """The VAE with a VampPrior (Tomczak & Welling, 2018): the prior is the mixture of the
-    encoder's own posteriors at K = `pseudo_inputs` learned images u_k, p(z) = (1/K) sum_k q(z|u_k),
-    rather than N(0, I). The prior the encoder can reach is the one that fits its posteriors
-    best (the aggregate posterior, for K = the training set); K << N keeps it cheap and regular.
-
-    The KL of a mixture has no closed form, so it is estimated from the posterior sample z, as
-    log q(z|x) - log p(z): unbiased, as the IWAE's is. Each step also encodes the K pseudo-inputs.
-    They are images of `input_shape` (the network's, which the YAML links), held as logits so that
-    sigmoid(logits) stays in (0, 1) like the data, with a smooth gradient where a clip (the paper's
-    hardtanh) has none; they start as uniform noise. Everything else (beta, warm-up, sigma, the
-    codes) is the VAE's."""
-
-    def __init__(
-        self,
-        input_shape: Annotated[Sequence[int], integers(1, length=3)],
-        pseudo_inputs: Annotated[int, integer(1)] = 500,
-        **settings,
-    ):
-        super().__init__(**settings)
-        uniform = torch.rand(pseudo_inputs, *input_shape).clamp(1e-3, 1 - 1e-3)
-        self.logits = nn.Parameter(torch.logit(uniform))  # (K, C, H, W)
-
-    def components(self, net: Autoencoder) -> tuple[Tensor, Tensor]:
-        """The means and log-variances (K, latent_dim) each of q(z|u_k). The network encodes the
-        pseudo-inputs as at evaluation (BatchNorm on its running statistics): they are not data, so
-        they must not move the statistics the data are normalised with, and this is the prior that
-        sampling and the likelihood (in eval mode) use."""
-        training = net.training
-        net.eval()
-        try:
-            return self.posterior(net.encode(torch.sigmoid(self.logits)))
-        finally:
-            net.train(training)
-
-    def kl(self, net: Autoencoder, mean: Tensor, logvar: Tensor, z: Tensor) -> Tensor:
-        return gaussian_log_density(z, mean, logvar) - self.prior_log_density(net, z)
-
-    def prior_log_density(self, net: Autoencoder, z: Tensor) -> Tensor:
-        """log (1/K) sum_k N(z; mean_k, var_k) per code (N,), by a log-sum-exp over the components,
-        a thousand codes at a time: (1000, K, latent_dim) at most, whatever N is."""
-        means, logvars = self.components(net)  # (K, d) each
-        log_k = math.log(len(means))
-        return torch.cat([gaussian_log_density(chunk[:, None], means, logvars).logsumexp(1) - log_k for chunk in z.float().split(1000)])
-
-    def sample_prior(self, net: Autoencoder, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n codes (n, latent_dim), on the CPU: a component drawn uniformly per code, then a code from it."""
-        means, logvars = (t.cpu() for t in self.components(net))  # (K, d) each
-        k = torch.randint(len(means), (n,), generator=generator)  # (n,)
-        return reparameterise(means[k], logvars[k], generator)

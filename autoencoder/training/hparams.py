@@ -19,7 +19,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from autoencoder.runs.record import RunRecord, Status
 
 # The config groups shown, in this order; their nodes' settings follow in the same order.
-GROUPS = ("model", "variant", "corruption", "data", "optimizer", "scheduler", "trainer", "early_stopping", "experiment", "hparams_search")
+GROUPS = ("model", "variant", "prior", "corruption", "data", "optimizer", "scheduler", "trainer", "early_stopping", "experiment", "hparams_search")
 # Settings at the top of the config, shown before the groups' own.
 TOP_LEVEL = ("noise", "loss", "seed")
 # The Trainer's arguments a user tunes; the others only run the job.
@@ -30,8 +30,9 @@ NOT_SETTINGS = (
     *PATHS,
     # how the data are fetched and checked, how Lightning steps a schedule or watches the loss
     *("data.download", "data.check_md5", "scheduler.steps_argument", "scheduler.lightning.*", "early_stopping.monitor", "early_stopping.mode"),
-    # repeats of noise, seed, optimizer.lr and the dataset's image size
-    *("corruption.noise", "data.shuffle_seed", "scheduler.max_lr", "data.image_shape", "model.input_shape"),
+    # repeats of noise, seed, optimizer.lr, the dataset's image size, the model's (a prior's links to it) and the prior
+    *("corruption.noise", "data.shuffle_seed", "scheduler.max_lr", "data.image_shape", "model.input_shape", "prior.input_shape", "prior.latent_dim"),
+    *("variant.prior", "variant.prior.*"),
 )
 STATUS_RANK = 99
 

@@ -41,6 +41,8 @@ GROUP_OPTIONS = [
     if group.is_dir() and group.name not in ("hydra", "experiment", "hparams_search")
     for option in group.glob("*.yaml")
 ]
+# The choices an option needs beside it: a prior is a setting of the VAE family.
+COMPANIONS = {"prior": ["variant=vae"]}
 
 
 def composed(name: str = "config", *overrides: str):
@@ -64,7 +66,7 @@ def test_a_key_means_one_thing_per_command():
 
 @pytest.mark.parametrize("option", GROUP_OPTIONS)
 def test_every_key_of_every_group_option_has_a_rule(option):
-    validate(composed("config", option))
+    validate(composed("config", *COMPANIONS.get(option.split("=")[0], []), option))
 
 
 BAD = [
@@ -159,8 +161,9 @@ def test_one_is_not_taken_for_true():
 
 def test_a_nodes_settings_their_rules_and_defaults_are_its_class_signature():
     taken, takes_more = settings("autoencoder.models.variants.Variational")
-    assert not takes_more and {name: s.default for name, s in taken.items()} == {"beta": 1.0, "warmup_epochs": 0, "sigma": 0.1}
+    assert not takes_more and {name: s.default for name, s in taken.items()} == {"beta": 1.0, "warmup_epochs": 0, "sigma": 0.1, "prior": None}
     assert taken["sigma"].rule.allowed == "a number > 0"  # its Annotated rule
+    assert taken["prior"].rule.allowed == "null"  # a node of its own otherwise (conf/prior/), checked by its class's settings
     cfg = composed("config", "variant=vae", "variant.beta=2")
     validate(cfg)
     assert (cfg.variant.beta, cfg.variant.sigma) == (2, 0.1)  # the run's config says all it ran with
@@ -185,7 +188,7 @@ def test_the_trainers_settings_are_lightnings_own_arguments():
     "overrides, message",
     [
         (["variant=vae", "variant.bta=2"], r"unknown key 'variant.bta' \(not a setting of Variational\): did you mean variant.beta\?"),
-        (["variant=vae", "variant.zzz=2"], r"unknown key 'variant.zzz' \(not a setting of Variational\): its settings: beta, warmup_epochs, sigma"),
+        (["variant=vae", "variant.zzz=2"], r"unknown key 'variant.zzz' \(not a setting of Variational\): its settings: beta, warmup_epochs, sigma, prior"),
         (["trainer.max_epoch=2"], r"unknown key 'trainer.max_epoch' \(not a setting of Trainer\): did you mean trainer.max_epochs\?"),
         (["interrupts.signal=[]"], r"unknown key 'interrupts.signal': did you mean interrupts.signals\?"),
     ],

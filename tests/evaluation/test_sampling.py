@@ -10,7 +10,9 @@ from omegaconf import open_dict
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from autoencoder.evaluation.sampling import code_mixture, interpolation, prior_images, prior_source, sample
+from autoencoder.evaluation.batched import in_batches
+from autoencoder.evaluation.mixture import GaussianMixture
+from autoencoder.evaluation.sampling import code_mixture, fit_subset, interpolation, prior_images, prior_source, sample
 from autoencoder.runs.checkpoints import datamodule_for, load_trained
 from autoencoder.training.callbacks import PriorSamples
 from autoencoder.utils.cli import load_config
@@ -50,8 +52,8 @@ def test_sample_a_vae_writes_the_prior_the_interpolation_and_tensorboard(vae_che
     result = run_sample(vae_checkpoint, tmp_path, fake_mnist)
     assert json.loads((tmp_path / "sample.json").read_text()) == result
     assert result["variant"] == "Variational" and result["prior"] == "model" and result["files"] == ["prior.png", "interpolation.png"]
-    mixture = {"components": 10, "covariance": "full"}
-    assert result["settings"] == {"num_samples": 10, "pairs": 3, "steps": 4, "split": "test", "seed": 0, "prior": "auto", **mixture}
+    mixture = {"components": 10, "covariance": "full", "fit_size": 10000}
+    assert result["settings"] == {"num_samples": 10, "pairs": 3, "steps": 4, "split": "test", "seed": 0, "source": "auto", **mixture}
     positions = sum(result["pair_positions"], [])
     assert len(positions) == 6 and len(set(positions)) == 6 and all(0 <= p < 60 for p in positions)
     assert Image.open(tmp_path / "prior.png").size == grid_size(4, 3)  # 10 images, 4 to a row
@@ -68,7 +70,7 @@ def test_sample_a_plain_autoencoder_draws_from_a_mixture_fitted_to_its_training_
     assert result["variant"] == "Plain" and result["prior"] == "mixture" and result["files"] == ["prior.png", "interpolation.png"]
     assert Image.open(tmp_path / "prior.png").size == grid_size(4, 3)
     assert Image.open(tmp_path / "interpolation.png").size == grid_size(6, 2)
-    assert "a mixture of 3 Gaussians (diag covariance) fitted to the Plain variant's training codes" in caplog.text
+    assert "a mixture of 3 Gaussians (diag covariance) fitted to at most 10000 of the Plain variant's training codes" in caplog.text
 
 
 def test_prior_images_of_a_model_without_a_prior_come_from_the_mixture_it_is_given(trained_checkpoint, fake_mnist):
@@ -82,17 +84,32 @@ def test_prior_images_of_a_model_without_a_prior_come_from_the_mixture_it_is_giv
         torch.testing.assert_close(first, module.decode(mixture.sample(4, torch.Generator().manual_seed(0))))
 
 
+def test_the_mixture_is_fitted_to_a_seeded_subset_of_the_training_codes_or_all_of_them(trained_checkpoint, fake_mnist):
+    run_cfg, module = load_trained(trained_checkpoint)
+    images = datamodule_for(run_cfg, {"data_dir": str(fake_mnist)}).split("train")[0]  # 250 images
+    first, again, other = (fit_subset(images, 40, seed) for seed in (0, 0, 1))
+    assert first.shape == (40, 1, 28, 28) and torch.equal(first, again) and not torch.equal(first, other)
+    index = (first[:, 0, 0, 1] * 255).round() * 256 + (first[:, 0, 0, 2] * 255).round()  # each fake image's own index
+    assert len(set(index.tolist())) == 40  # drawn without replacement
+    assert all(fit_subset(images, size, 0) is images for size in (None, len(images), 10**6))
+    fitted = code_mixture(module, images, components=2, seed=0, batch_size=64, fit_size=40)
+    expected = GaussianMixture.fit(in_batches(module.encode, first, 64), components=2, seed=0)
+    assert torch.equal(fitted.means, expected.means) and torch.equal(fitted.weights, expected.weights)
+    whole, larger = (code_mixture(module, images, components=2, seed=0, batch_size=64, fit_size=size) for size in (None, 10**6))
+    assert torch.equal(whole.means, larger.means) and not torch.equal(whole.means, fitted.means)
+
+
 @pytest.mark.parametrize(
-    "prior, generative, source", [("auto", True, "model"), ("auto", False, "mixture"), ("mixture", True, "mixture"), ("model", True, "model")]
+    "setting, generative, source", [("auto", True, "model"), ("auto", False, "mixture"), ("mixture", True, "mixture"), ("model", True, "model")]
 )
-def test_the_prior_setting_picks_the_models_own_or_the_mixture(prior, generative, source):
+def test_the_source_setting_picks_the_models_own_prior_or_the_mixture(setting, generative, source):
     module = SimpleNamespace(variant=SimpleNamespace(generative=generative))
-    assert prior_source(prior, module) == source
+    assert prior_source(setting, module) == source
 
 
 def test_asking_a_model_without_a_prior_for_its_own_is_refused():
     module = SimpleNamespace(variant=type("Sparse", (), {"generative": False})())
-    with pytest.raises(UserError, match="^prior=model: the Sparse variant has no prior of its own"):
+    with pytest.raises(UserError, match="^source=model: the Sparse variant has no prior of its own"):
         prior_source("model", module)
 
 

@@ -4,20 +4,9 @@ import pytest
 import torch
 from torch import nn
 
+from autoencoder.models.gaussians import gaussian_log_density, posterior, reparameterise, standard_normal_log_density
 from autoencoder.models.networks import Autoencoder, ConvAutoencoder, MLPAutoencoder
-from autoencoder.models.variants import (
-    IWAE,
-    Contractive,
-    Plain,
-    Sparse,
-    Vamp,
-    Variational,
-    gaussian_log_density,
-    jacobian_norm_estimate,
-    kl_to_standard_normal,
-    reparameterise,
-    standard_normal_log_density,
-)
+from autoencoder.models.variants import IWAE, Contractive, Plain, Sparse, Variational, jacobian_norm_estimate
 
 
 class Linear(Autoencoder):
@@ -69,13 +58,6 @@ def test_contractive_penalty_trains_the_encoder_and_is_left_out_without_gradient
         assert list(Contractive().terms(net, x, x, "mse")) == ["reconstruction"]
 
 
-def test_kl_of_known_means_and_variances():
-    mean, logvar = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, math.log(4.0)]])
-    # 0.5 (mean^2 + var - log var - 1) per dimension: 0.5 (1 + 1 - 0 - 1) + 0.5 (0 + 4 - log 4 - 1)
-    assert kl_to_standard_normal(mean, logvar).item() == pytest.approx(0.5 + 0.5 * (3 - math.log(4)))
-    assert kl_to_standard_normal(torch.zeros(2, 3), torch.zeros(2, 3)).tolist() == [0, 0]
-
-
 def test_vae_terms_by_hand_with_beta_and_warmup():
     # Encoder: mean = first two pixels, log-variance = 0; decoder: zeros, so the Gaussian
     # likelihood is -0.5 sum(x^2 / sigma^2 + log(2 pi sigma^2)) whatever z is.
@@ -94,15 +76,6 @@ def test_bernoulli_likelihood_is_the_summed_bce():
     probabilities, x = torch.full((2, 1, 2, 2), 0.25), torch.tensor([1.0, 0, 0, 1]).repeat(2, 1).view(2, 1, 2, 2)
     expected = 2 * math.log(0.25) + 2 * math.log(0.75)
     assert Variational().log_likelihood(probabilities, x, "bce").tolist() == [pytest.approx(expected)] * 2
-
-
-def test_reparameterisation_passes_gradients_to_mean_and_log_variance():
-    mean, logvar = torch.zeros(4, 3, requires_grad=True), torch.zeros(4, 3, requires_grad=True)
-    generator = torch.Generator().manual_seed(0)
-    z = reparameterise(mean, logvar, generator)
-    z.sum().backward()
-    eps = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(mean.grad, torch.ones(4, 3)) and torch.allclose(logvar.grad, 0.5 * eps)
 
 
 def test_validation_samples_are_seeded():
@@ -162,7 +135,7 @@ def test_iwae_with_one_sample_is_the_elbo_with_the_kl_from_the_same_sample():
     bound = IWAE(samples=1, sigma=0.5).terms(net, x, x, "mse", torch.Generator().manual_seed(1))["bound"]
     vae = Variational(sigma=0.5)
     terms = vae.terms(net, x, x, "mse", torch.Generator().manual_seed(1))
-    mean, logvar = vae.posterior(net.encode(x))
+    mean, logvar = posterior(net.encode(x))
     z = reparameterise(mean, logvar, torch.Generator().manual_seed(1))
     sampled_kl = (gaussian_log_density(z, mean, logvar) - standard_normal_log_density(z)).mean()
     assert bound.item() == pytest.approx((terms["reconstruction"] + sampled_kl).item(), rel=1e-6)
@@ -213,76 +186,4 @@ def test_a_gaussian_encoder_on_either_architecture_gives_mean_and_log_variance(a
     x = torch.rand(2, 1, 8, 8)
     h = net.encode(x)
     assert h.shape == (2, 6) and net.decode(Variational().code(h)).shape == x.shape
-    assert Variational().sample_prior(net, 5).shape == (5, 3)
-
-
-def vamp_with(logits: torch.Tensor) -> Vamp:
-    """A VampPrior VAE on (1, 2, 2) images whose pseudo-inputs are sigmoid(`logits`) (K, 1, 2, 2)."""
-    vamp = Vamp(input_shape=(1, 2, 2), pseudo_inputs=len(logits))
-    vamp.logits.data = logits
-    return vamp
-
-
-def test_vamp_prior_log_density_is_the_mean_of_its_components_densities_by_hand():
-    w = torch.randn(4, 4, generator=torch.Generator().manual_seed(0))  # pixels to (mean, logvar), latent 2
-    net, logits = Linear(w, torch.zeros(4, 2)), torch.randn(2, 1, 2, 2, generator=torch.Generator().manual_seed(1))
-    z = torch.randn(5, 2, generator=torch.Generator().manual_seed(2))
-    h = (torch.sigmoid(logits).flatten(1) @ w.T).double()  # (K=2, 4): each pseudo-input's mean and log-variance
-    expected = []
-    for code in z.double():
-        densities = [torch.distributions.Normal(h[k, :2], (0.5 * h[k, 2:]).exp()).log_prob(code).sum().exp() for k in range(2)]
-        expected.append(math.log(0.5 * densities[0] + 0.5 * densities[1]))
-    assert vamp_with(logits).prior_log_density(net, z).tolist() == pytest.approx(expected, rel=1e-5)
-
-
-def test_a_vamp_prior_whose_pseudo_input_encodes_to_the_standard_normal_is_the_vaes():
-    # Every row of the encoder is orthogonal to the pseudo-input 0.5 (logit 0): q(z|u) = N(0, I).
-    w = torch.tensor([[1.0, -1, 0, 0], [0, 0, 1, -1], [1, 1, -1, -1], [1, -1, 1, -1]])
-    net, vamp = Linear(w, torch.randn(4, 2)), vamp_with(torch.zeros(1, 1, 2, 2))
-    x = torch.rand(6, 1, 2, 2)
-    z = torch.randn(6, 2)
-    torch.testing.assert_close(vamp.prior_log_density(net, z), standard_normal_log_density(z))
-    weights = [v.log_weights(net, x, 4, "mse", torch.Generator().manual_seed(0)) for v in (vamp, Variational())]
-    torch.testing.assert_close(*weights)  # the likelihood's importance weights use the variant's prior
-
-
-def test_vamp_kl_is_the_one_sample_estimate_and_trains_the_pseudo_inputs():
-    net = Linear(torch.randn(4, 4, requires_grad=True), torch.randn(4, 2, requires_grad=True))
-    vamp, x = vamp_with(torch.randn(3, 1, 2, 2)), torch.rand(5, 1, 2, 2)
-    terms = vamp.terms(net, x, x, "mse", torch.Generator().manual_seed(0))
-    mean, logvar = vamp.posterior(net.encode(x))
-    z = reparameterise(mean, logvar, torch.Generator().manual_seed(0))
-    expected = (gaussian_log_density(z, mean, logvar) - vamp.prior_log_density(net, z)).mean()
-    assert terms["kl"].item() == pytest.approx(expected.item(), rel=1e-5)
-    terms["kl"].backward()
-    assert vamp.logits.grad.abs().sum() > 0 and net.encoder[1].weight.grad.abs().sum() > 0
-
-
-def test_vamp_encodes_its_pseudo_inputs_as_at_evaluation_leaving_batchnorm_statistics_alone():
-    net, vamp = ConvAutoencoder(latent_dim=2, input_shape=(1, 8, 8), heads=Vamp.heads), Vamp(input_shape=(1, 8, 8), pseudo_inputs=3)
-    before = {name: b.clone() for name, b in net.named_buffers()}
-    means, logvars = vamp.components(net)
-    assert means.shape == logvars.shape == (3, 2) and net.training
-    assert all(torch.equal(b, before[name]) for name, b in net.named_buffers())
-
-
-def test_vamp_prior_samples_are_seeded_and_come_from_its_components():
-    # Two pseudo-inputs far apart in code space, each with a small variance.
-    w = torch.tensor([[10.0, 0, 0, 0], [0, 10.0, 0, 0], [-8.0, -8, 0, 0], [-8.0, -8, 0, 0]])  # log-variances about -8
-    net, vamp = Linear(w, torch.zeros(4, 2)), vamp_with(torch.tensor([5.0, -5, 0, 0, -5, 5, 0, 0]).view(2, 1, 2, 2))
-    draws = [vamp.sample_prior(net, 2000, torch.Generator().manual_seed(seed)) for seed in (0, 0, 1)]
-    assert draws[0].shape == (2000, 2) and torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])
-    means = vamp.components(net)[0].detach()  # (2, 2)
-    nearest = torch.cdist(draws[0], means).argmin(1)
-    assert (draws[0] - means[nearest]).abs().max() < 0.1  # sigma about exp(-4) = 0.018
-    assert nearest.float().mean().item() == pytest.approx(0.5, abs=0.05)  # a component drawn uniformly
-
-
-def test_vamp_trains_a_few_batches_and_its_checkpoint_keeps_the_pseudo_inputs(make_cfg):
-    from autoencoder.runs.checkpoints import load_trained
-    from autoencoder.training.run import train
-
-    metrics = train(make_cfg("variant=vamp", "variant.pseudo_inputs=4", "model=mlp", "model.hidden=[32]", "model.latent_dim=4", "logger=none"))
-    assert math.isfinite(metrics["test_loss"]) and metrics["test_loss"] > 1
-    variant = load_trained(metrics["best_checkpoint"])[1].variant
-    assert isinstance(variant, Vamp) and variant.logits.shape == (4, 1, 28, 28)
+    assert Variational().prior.sample(net, 5).shape == (5, 3)

@@ -66,6 +66,12 @@ def test_a_default_run_shows_its_config_groups_first_then_a_few_dozen_settings()
     assert len(set(labels)) == len(labels) and "corruption.noise" not in labels  # it repeats noise
 
 
+def test_a_prior_shows_as_its_group_and_its_own_settings_once():
+    shown = {c.label: c for c in hparam_columns(launched("variant=vae", "prior=vamp", "prior.pseudo_inputs=20"), Status.COMPLETED)}
+    assert shown["prior"].value == "vamp" and shown["prior.pseudo_inputs"].value == 20
+    assert not [label for label in shown if label.startswith("variant.prior") or label == "prior.input_shape"]  # repeats of the prior and the model
+
+
 def test_keys_set_on_the_command_line_lead_and_paths_stay_out():
     cfg = launched("model.latent_dim=2", "noise=0.3", "data.data_dir=/data", "optimizer=adamw", "trainer.limit_val_batches=5")
     shown = hparam_columns(cfg, Status.COMPLETED)

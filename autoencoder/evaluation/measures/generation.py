@@ -53,7 +53,8 @@ def inception_fid(network: nn.Module, real: Tensor, fake: Tensor, batch_size: in
 class Generation(Measure):
     """`samples` prior samples (at most as many as test and training images) against as many test
     images; precision and recall with `knn_k` nearest neighbours; `inception` adds Inception FID. A
-    model with no prior samples a mixture of `components` Gaussians with `covariance` matrices."""
+    model with no prior samples a mixture of `components` Gaussians with `covariance` matrices,
+    fitted to the codes of `fit_size` of the training images compared (None: all of them)."""
 
     def __init__(
         self,
@@ -62,10 +63,12 @@ class Generation(Measure):
         inception: bool = False,
         components: Annotated[int, integer(1)] = 10,
         covariance: Annotated[str, one_of(*COVARIANCES)] = "full",
+        fit_size: Annotated[int | None, integer(1, null=True)] = 10000,
     ) -> None:
         if samples <= knn_k:
             raise UserError(f"generation.samples={samples} must be larger than generation.knn_k={knn_k}: each point needs k neighbours besides itself")
         self.samples, self.knn_k, self.inception, self.components, self.covariance = samples, knn_k, inception, components, covariance
+        self.fit_size = fit_size
 
     def _images(self, subject: Subject) -> tuple[Tensor, Tensor]:
         """As many test and training images (n, C, H, W) each, drawn with the seed, of the classes the
@@ -84,11 +87,12 @@ class Generation(Measure):
         test, train = self._images(subject)
         module, mixture = subject.module, None
         if not module.variant.generative:  # fitted to the codes of the training images compared below
-            mixture = code_mixture(module, train, self.components, self.covariance, subject.seed, subject.batch_size)
+            mixture = code_mixture(module, train, self.components, self.covariance, subject.seed, subject.batch_size, self.fit_size)
         fake = prior_images(module, len(test), subject.seed, subject.batch_size, mixture)  # (n, C, H, W)
         net, manifest = feature_classifier(subject.data.dataset, tuple(test.shape[1:]))
         features = {name: in_batches(net.features, images, subject.batch_size) for name, images in (("test", test), ("train", train), ("fake", fake))}
-        prior = "model" if mixture is None else f"mixture of {self.components} Gaussians, {self.covariance} covariance, on the training codes"
+        fitted = "the" if self.fit_size is None or self.fit_size >= len(train) else f"{self.fit_size} of the"
+        prior = "model" if mixture is None else f"mixture of {self.components} Gaussians, {self.covariance} covariance, on {fitted} training codes"
         classifier = {key: manifest[key] for key in ("sha256", "test_accuracy", "settings")}
         result = {"images": len(test), "knn_k": self.knn_k, "prior": prior, "classifier": classifier}
         for row, other in (("samples", features["fake"]), ("floor", features["train"])):
