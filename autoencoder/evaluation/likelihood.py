@@ -14,6 +14,7 @@ import torch
 from rich.progress import track
 from torch import Tensor
 
+from autoencoder.models.gaussians import posterior
 from autoencoder.models.module import LitAutoencoder
 from autoencoder.utils.progress import Counted, Reporter
 
@@ -30,7 +31,7 @@ def likelihood(module: LitAutoencoder, images: Tensor, samples: int = 1000, deco
     lines = Counted(progress, f"likelihood k={samples}", len(images), "images") if progress else None  # printing nothing on a terminal
     for x in track(groups, description=f"log p(x), k={samples}", disable=progress is None or not progress.terminal):
         negative_elbo.append(variant.negative_elbo(module.net, x, loss, generator))
-        mean, logvar = variant.posterior(module.net.encode(x))  # (B, latent_dim) each, for all the group's samples
+        mean, logvar = posterior(module.net.encode(x))  # (B, latent_dim) each, for all the group's samples
         log_weights = torch.cat(
             [variant.weights_of(module.net, mean, logvar, x, min(chunk, samples - start), loss, generator) for start in range(0, samples, chunk)], dim=1
         )  # (B, samples)
