@@ -3,9 +3,11 @@
 
 - prior.png: images decoded from codes drawn from a density on the latent space, which shows what
   the model generates on its own. A generative variant (the VAE, the IWAE, the VampPrior VAE) has
-  its prior; any other (plain, sparse, contractive) has none, and gets a Gaussian mixture fitted to
-  the codes of its training split (autoencoder.evaluation.mixture), which `prior=mixture` asks
-  for a generative one too.
+  its prior, and a VQ-VAE the prior over its code grid that autoencoder.code_prior trained; any
+  other (plain, sparse, contractive) has none, and gets a Gaussian mixture fitted to the codes of
+  its training split (autoencoder.evaluation.mixture), which `prior=mixture` asks for a generative
+  one too. A VQ-VAE without its prior yet is refused unless asked for the mixture: its codes are
+  discrete, and a mixture over its large grid code is a poor and slow stand-in.
 - interpolation.png: for pairs of images of a split, the images decoded along the straight line
   between their codes, one row per pair with the two real images at its ends. Whether the path
   between two digits passes through digits or through blurs tells how smooth the latent space is.
@@ -57,6 +59,10 @@ RULES = {
 SETTINGS = ("num_samples", "pairs", "steps", "split", "seed", "prior", "components", "covariance")
 
 
+# What a VQ-VAE without its prior is told to do.
+TRAIN_CODE_PRIOR = "train one with python -m autoencoder.code_prior ckpt_path=<this checkpoint> and sample the checkpoint it writes"
+
+
 def image_grid(images: Tensor, per_row: int) -> Tensor:
     """Images (N, C, H, W) as one (3, H', W') grid, `per_row` to a row, with white lines between
     them (as the training's validation grids have)."""
@@ -85,7 +91,7 @@ def prior_images(module: LitAutoencoder, n: int, seed: int, batch_size: int = 10
     generator = torch.Generator().manual_seed(seed)
     if mixture is not None:
         codes = mixture.sample(n, generator)  # (n, latent_dim)
-    elif module.variant.generative:
+    elif module.variant.has_prior:
         codes = module.variant.sample_prior(module.net, n, generator)
     else:
         raise UserError(f"the {type(module.variant).__name__} variant has no prior to sample from: draw from a mixture fitted to its codes (code_mixture)")
@@ -94,13 +100,17 @@ def prior_images(module: LitAutoencoder, n: int, seed: int, batch_size: int = 10
 
 def prior_source(prior: str, module: LitAutoencoder) -> str:
     """Where `prior` (auto, model or mixture) takes the codes from for this module: model or mixture."""
-    generative = module.variant.generative
-    if prior == "model" and not generative:
-        variant = type(module.variant).__name__
-        raise UserError(f"prior=model: the {variant} variant has no prior of its own; prior=auto or prior=mixture fits a Gaussian mixture to its codes")
+    variant, has_prior = module.variant, module.variant.has_prior
+    name = type(variant).__name__
+    if prior == "model" and not has_prior:
+        if variant.mixture_prior:
+            raise UserError(f"prior=model: the {name} variant has no prior of its own; prior=auto or prior=mixture fits a Gaussian mixture to its codes")
+        raise UserError(f"prior=model: this {name} has no prior over its codes yet; {TRAIN_CODE_PRIOR}")
     if prior != "auto":
         return prior
-    return "model" if generative else "mixture"
+    if not has_prior and not variant.mixture_prior:
+        raise UserError(f"prior=auto: this {name} has no prior over its codes yet; {TRAIN_CODE_PRIOR}, or ask for prior=mixture (covariance=diag) all the same")
+    return "model" if has_prior else "mixture"
 
 
 def choose_pairs(n_images: int, pairs: int, seed: int) -> Tensor:

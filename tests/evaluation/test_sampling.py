@@ -83,17 +83,25 @@ def test_prior_images_of_a_model_without_a_prior_come_from_the_mixture_it_is_giv
 
 
 @pytest.mark.parametrize(
-    "prior, generative, source", [("auto", True, "model"), ("auto", False, "mixture"), ("mixture", True, "mixture"), ("model", True, "model")]
+    "prior, has_prior, source", [("auto", True, "model"), ("auto", False, "mixture"), ("mixture", True, "mixture"), ("model", True, "model")]
 )
-def test_the_prior_setting_picks_the_models_own_or_the_mixture(prior, generative, source):
-    module = SimpleNamespace(variant=SimpleNamespace(generative=generative))
+def test_the_prior_setting_picks_the_models_own_or_the_mixture(prior, has_prior, source):
+    module = SimpleNamespace(variant=SimpleNamespace(has_prior=has_prior, mixture_prior=True))
     assert prior_source(prior, module) == source
 
 
 def test_asking_a_model_without_a_prior_for_its_own_is_refused():
-    module = SimpleNamespace(variant=type("Sparse", (), {"generative": False})())
+    module = SimpleNamespace(variant=type("Sparse", (), {"has_prior": False, "mixture_prior": True})())
     with pytest.raises(UserError, match="^prior=model: the Sparse variant has no prior of its own"):
         prior_source("model", module)
+
+
+@pytest.mark.parametrize("prior", ["auto", "model"])
+def test_a_vqvae_without_its_code_prior_is_told_to_train_one(prior):
+    module = SimpleNamespace(variant=type("VQVAE", (), {"has_prior": False, "mixture_prior": False})())
+    with pytest.raises(UserError, match=f"^prior={prior}: this VQVAE has no prior over its codes yet; train one with python -m autoencoder.code_prior"):
+        prior_source(prior, module)
+    assert prior_source("mixture", module) == "mixture"
 
 
 def test_interpolation_rows_run_from_one_image_through_the_decoded_codes_to_the_other(vae_checkpoint, fake_mnist):
