@@ -165,6 +165,12 @@ BAD_INPUTS = [
     (TRAIN + ("variant=vqvae", "variant.codebook_size=1"), "variant.codebook_size=1: a codebook of 1 cannot code anything"),
     (TRAIN + ("variant=vqvae", "variant.decay=1"), "variant.decay must be a number in [0, 1), got 1"),
     (TRAIN + ("variant=vqvae", "model=mlp"), "model=mlp gives a flat code, and this variant (variant=vqvae) codes a grid over a feature map: use model=conv"),
+    (
+        ("autoencoder.code_prior", "ckpt_path={ckpt}"),
+        "ckpt_path {ckpt} holds a Plain variant: a code prior is learned over a VQ-VAE's grid (variant=vqvae)",
+    ),
+    (("autoencoder.code_prior", "ckpt_path={vq_ckpt}", "epochs=0"), "epochs must be an integer >= 1, got 0"),
+    (("autoencoder.code_prior", "ckpt_path={vq_ckpt}", "prior.layers=0"), "prior.layers must be an integer >= 1, got 0"),
     (("autoencoder.sample", "ckpt_path={vq_ckpt}"), "prior=auto: this VQVAE has no prior over its codes yet; train one with python -m autoencoder.code_prior"),
     (TRAIN + ("--foo",), "unrecognized arguments: --foo; the options are --help, --hydra-help"),
     (

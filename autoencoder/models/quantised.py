@@ -9,15 +9,14 @@ the encoder by exponential moving averages (EMA) of the vectors assigned to each
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated
 
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 from torch import Tensor
 
 from autoencoder.config.validation import integer, number
+from autoencoder.models.code_prior import PixelCNN
 from autoencoder.models.variants import CodeTerms, Plain, reconstruction_loss
 from autoencoder.utils.errors import UserError
 
@@ -62,10 +61,10 @@ class VQVAE(Plain):
     is False). Per batch it reports the fraction of codes used and the perplexity of their use
     (`statistics`), which the module logs but does not add to the loss.
 
-    `prior` is the config of a prior over the grids of indices (autoencoder.models.code_prior),
-    trained after the VQ-VAE by autoencoder.code_prior, which writes it into a new checkpoint's
-    hyperparameters and its weights beside the VQ-VAE's: loading that checkpoint builds it here, and
-    `sample_prior` then draws codes from it. None (training) leaves the VQ-VAE without a prior."""
+    `prior` is a prior over the grids of indices (autoencoder.models.code_prior), trained after the
+    VQ-VAE by the code_prior command, which writes its config into a new checkpoint's
+    hyperparameters (Hydra builds it with the variant) and its weights beside the VQ-VAE's;
+    `sample_prior` then draws codes from it. None (in training) leaves the VQ-VAE without one."""
 
     grid = True
     mixture_prior = False  # its codes are discrete, and many (D*h*w): a Gaussian mixture fits them poorly and slowly
@@ -77,7 +76,7 @@ class VQVAE(Plain):
         beta: Annotated[float, number(0)] = 0.25,
         decay: Annotated[float, number(0, below=1)] = 0.99,
         dead_threshold: Annotated[float, number(above=0)] = 1.0,
-        prior: Mapping | None = None,
+        prior: PixelCNN | None = None,
     ):
         super().__init__()
         if codebook_size < 2:
@@ -88,7 +87,7 @@ class VQVAE(Plain):
         self.register_buffer("ema_count", torch.full((codebook_size,), dead_threshold))  # (K,)
         self.register_buffer("ema_sum", codebook * dead_threshold)  # (K, D): count x code
         self._statistics: dict[str, Tensor] = {}
-        self.prior = instantiate(prior) if prior else None
+        self.prior = prior
 
     @property
     def has_prior(self) -> bool:
