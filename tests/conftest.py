@@ -132,6 +132,12 @@ def trained_checkpoint(tmp_path_factory, fake_mnist) -> Path:
     return train_briefly(fake_mnist, tmp_path_factory.mktemp("trained"), "model.latent_dim=2", "noise=0.2")
 
 
+@pytest.fixture(scope="session")
+def vq_checkpoint(tmp_path_factory, fake_mnist) -> Path:
+    """The best checkpoint of a VQ-VAE (8-dim codes on a 7x7 grid, 16 of them) trained for a few batches on the fake data."""
+    return train_briefly(fake_mnist, tmp_path_factory.mktemp("vq"), "variant=vqvae", "model.latent_dim=8", "variant.codebook_size=16")
+
+
 def compose_entry(config_name: str, output_dir: Path, *overrides: str) -> DictConfig:
     """Compose one of the entry points' configs (evaluate, encode, anomaly) writing to output_dir."""
     cfg = load_config(config_name, list(overrides))

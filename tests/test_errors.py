@@ -120,7 +120,7 @@ BAD_INPUTS = [
     ),
     (TRAIN + ("data=cifar10", "data.data_dir={tmp}/corrupt"), "{tmp}/corrupt/cifar-10-batches-py/data_batch_1 cannot be unpickled"),
     (TRAIN + ("model=resnet",), "unknown model option 'resnet' (allowed: conv, mlp)"),
-    (TRAIN + ("variant=wae",), "unknown variant option 'wae' (allowed: ae, contractive, iwae, sparse, vae)"),
+    (TRAIN + ("variant=wae",), "unknown variant option 'wae' (allowed: ae, contractive, iwae, sparse, vae, vqvae)"),
     (TRAIN + ("variant=vae", "prior=gaussian"), "unknown prior option 'gaussian' (allowed: mixture, standard, vamp)"),
     (TRAIN + ("prior=vamp",), "prior (VampPrior) is a setting of the variants with a prior (iwae, vae); the Plain variant has none"),
     (
@@ -169,6 +169,16 @@ BAD_INPUTS = [
     (TRAIN + ("variant=iwae", "variant.samples=0"), "variant.samples must be an integer >= 1, got 0"),
     (TRAIN + ("variant=vae", "prior=vamp", "prior.pseudo_inputs=0"), "prior.pseudo_inputs must be an integer >= 1, got 0"),
     (TRAIN + ("variant=iwae", "prior=mixture", "prior.components=0"), "prior.components must be an integer >= 1, got 0"),
+    (TRAIN + ("variant=vqvae", "variant.codebook_size=1"), "variant.codebook_size=1: a codebook of 1 cannot code anything"),
+    (TRAIN + ("variant=vqvae", "variant.decay=1"), "variant.decay must be a number in [0, 1), got 1"),
+    (TRAIN + ("variant=vqvae", "model=mlp"), "model=mlp gives a flat code, and this variant (variant=vqvae) codes a grid over a feature map: use model=conv"),
+    (
+        ("autoencoder.code_prior", "ckpt_path={ckpt}"),
+        "ckpt_path {ckpt} holds a Plain variant: a code prior is learned over a VQ-VAE's grid (variant=vqvae)",
+    ),
+    (("autoencoder.code_prior", "ckpt_path={vq_ckpt}", "epochs=0"), "epochs must be an integer >= 1, got 0"),
+    (("autoencoder.code_prior", "ckpt_path={vq_ckpt}", "prior.layers=0"), "prior.layers must be an integer >= 1, got 0"),
+    (("autoencoder.sample", "ckpt_path={vq_ckpt}"), "source=auto: this VQVAE has no prior over its codes yet; train one with python -m autoencoder.code_prior"),
     (TRAIN + ("--foo",), "unrecognized arguments: --foo; the options are --help, --hydra-help"),
     (
         ("autoencoder.evaluate", "ckpt_path={ckpt}", "denoising.nosie=[0.3]"),
@@ -247,8 +257,10 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize("args, message", BAD_INPUTS, ids=[" ".join(a[:1] + a[6:] if a[0] == "autoencoder.train" else a) for a, _ in BAD_INPUTS])
-def test_bad_input_gives_one_line_and_leaves_earlier_outputs_alone(tmp_path, fake_mnist, trained_checkpoint, args, message):
+def test_bad_input_gives_one_line_and_leaves_earlier_outputs_alone(request, tmp_path, fake_mnist, trained_checkpoint, args, message):
     names = bad_inputs_setup(tmp_path, fake_mnist, trained_checkpoint)
+    if any("{vq_ckpt}" in a for a in args):  # trained only for the rows that need it
+        names["vq_ckpt"] = str(request.getfixturevalue("vq_checkpoint"))
     checkpoint_bytes = trained_checkpoint.read_bytes()
     offline = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "AUTOENCODER_DATA_DIR": str(fake_mnist)}
     result = run_module(*(a.format(**names) for a in args), cwd=tmp_path, env=offline)

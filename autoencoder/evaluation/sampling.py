@@ -3,11 +3,13 @@
 
 - prior.png: images decoded from codes drawn from a density on the latent space, which shows what
   the model generates on its own. A generative variant (the VAE or the IWAE, with any prior) has
-  its prior; any other (plain, sparse, contractive) has none, and gets a Gaussian mixture fitted to
-  the codes of its training split (autoencoder.evaluation.mixture), which `source=mixture` asks
-  for a generative one too. The fit takes `fit_size` of the training images, a seeded draw: the
-  codes of a few thousand images place ten Gaussians about as well as all of them, in a fraction
-  of the time.
+  its prior, and a VQ-VAE the prior over its code grid that autoencoder.code_prior trained; any
+  other (plain, sparse, contractive) has none, and gets a Gaussian mixture fitted to the codes of
+  its training split (autoencoder.evaluation.mixture), which `source=mixture` asks for a generative
+  one too. The fit takes `fit_size` of the training images, a seeded draw: the codes of a few
+  thousand images place ten Gaussians about as well as all of them, in a fraction of the time. A
+  VQ-VAE without its prior yet is refused unless asked for the mixture: its codes are discrete, and
+  a mixture over its large grid code is a poor and slow stand-in.
 - interpolation.png: for pairs of images of a split, the images decoded along the straight line
   between their codes, one row per pair with the two real images at its ends. Whether the path
   between two digits passes through digits or through blurs tells how smooth the latent space is.
@@ -60,6 +62,10 @@ RULES = {
 SETTINGS = ("num_samples", "pairs", "steps", "split", "seed", "source", "components", "covariance", "fit_size")
 
 
+# What a VQ-VAE without its prior is told to do.
+TRAIN_CODE_PRIOR = "train one with python -m autoencoder.code_prior ckpt_path=<this checkpoint> and sample the checkpoint it writes"
+
+
 def image_grid(images: Tensor, per_row: int) -> Tensor:
     """Images (N, C, H, W) as one (3, H', W') grid, `per_row` to a row, with white lines between
     them (as the training's validation grids have)."""
@@ -103,8 +109,8 @@ def prior_images(module: LitAutoencoder, n: int, seed: int, batch_size: int = 10
     generator = torch.Generator().manual_seed(seed)
     if mixture is not None:
         codes = mixture.sample(n, generator)  # (n, latent_dim)
-    elif module.variant.generative:
-        codes = module.variant.prior.sample(module.net, n, generator)
+    elif module.variant.has_prior:
+        codes = module.variant.sample_prior(module.net, n, generator)
     else:
         raise UserError(f"the {type(module.variant).__name__} variant has no prior to sample from: draw from a mixture fitted to its codes (code_mixture)")
     return in_batches(module.decode, codes.to(module.device), batch_size)
@@ -113,13 +119,19 @@ def prior_images(module: LitAutoencoder, n: int, seed: int, batch_size: int = 10
 def prior_source(source: str, module: LitAutoencoder) -> str:
     """Where the `source` setting (auto, model or mixture) takes the codes from for this module:
     model or mixture."""
-    generative = module.variant.generative
-    if source == "model" and not generative:
-        variant = type(module.variant).__name__
-        raise UserError(f"source=model: the {variant} variant has no prior of its own; source=auto or source=mixture fits a Gaussian mixture to its codes")
+    variant, has_prior = module.variant, module.variant.has_prior
+    name = type(variant).__name__
+    if source == "model" and not has_prior:
+        if variant.mixture_prior:
+            raise UserError(f"source=model: the {name} variant has no prior of its own; source=auto or source=mixture fits a Gaussian mixture to its codes")
+        raise UserError(f"source=model: this {name} has no prior over its codes yet; {TRAIN_CODE_PRIOR}")
     if source != "auto":
         return source
-    return "model" if generative else "mixture"
+    if not has_prior and not variant.mixture_prior:
+        raise UserError(
+            f"source=auto: this {name} has no prior over its codes yet; {TRAIN_CODE_PRIOR}, or ask for source=mixture (covariance=diag) all the same"
+        )
+    return "model" if has_prior else "mixture"
 
 
 def choose_pairs(n_images: int, pairs: int, seed: int) -> Tensor:

@@ -73,7 +73,8 @@ class LitAutoencoder(L.LightningModule):
         net, corruption, optimizer, scheduler, variant = (_plain(c or {}) for c in (net, corruption, optimizer, scheduler, variant))
         self.save_hyperparameters()
         self.variant = instantiate(variant) if variant else Plain()
-        self.net = instantiate(net, heads=self.variant.heads)
+        grid = {"grid": True} if self.variant.grid else {}  # asked only of the architectures a grid variant runs on
+        self.net = instantiate(net, heads=self.variant.heads, **grid)
         self.corruption = instantiate(corruption)
         if isinstance(self.corruption, Transformations):
             self.corruption.check(self.net.input_shape)
@@ -93,14 +94,15 @@ class LitAutoencoder(L.LightningModule):
             raise UserError("module.transform_head_weight > 0 predicts the transformation: it needs a transformation corruption (corruption=rotation, ...)")
         if self.corruption.count < 2:
             raise UserError("module.transform_head_weight > 0 predicts the transformation: it needs a set of at least two to tell apart, and this has one")
-        return nn.Linear(self.net.latent_dim, self.corruption.count)
+        return nn.Linear(self.net.code_size, self.corruption.count)
 
     def transform_logits(self, x: Tensor) -> Tensor:
         """The head's logits (B, count) of which transformation of the set made each input image."""
         return self.transform_head(self.encode(x))
 
     def encode(self, x: Tensor) -> Tensor:
-        """Codes (B, latent_dim) of images (B, C, H, W): for a VAE the posterior means."""
+        """Codes (B, code_size) of images (B, C, H, W): for a VAE the posterior means, for a VQ-VAE
+        its quantised grid, flat."""
         return self.variant.code(self.net.encode(x))
 
     def decode(self, z: Tensor) -> Tensor:
@@ -115,8 +117,8 @@ class LitAutoencoder(L.LightningModule):
         return torch.Generator(device=device).manual_seed(self.hparams.eval_noise_seed + batch_idx)
 
     def _loss(self, x: Tensor, generator: torch.Generator | None, stage: str, batch_idx: int = 0) -> Tensor:
-        """The variant's loss for the corrupted batch against the clean one; each of its parts is
-        logged under `<stage>/`."""
+        """The variant's loss for the corrupted batch against the clean one; each of its parts, and
+        each of the variant's statistics (not part of the loss), is logged under `<stage>/`."""
         train = stage == "train"
         progress = self.current_epoch + batch_idx / max(1, self.trainer.num_training_batches) if train and self._trainer else None
         if self.transform_head is None:
@@ -129,12 +131,13 @@ class LitAutoencoder(L.LightningModule):
         # Not on the progress bar: Lightning would read its value on the host (a GPU sync) every step.
         # Val and test losses are averaged over DDP processes; the train loss is the first one's.
         self.log(f"{stage}/loss", loss, on_step=train, on_epoch=True, prog_bar=not train, sync_dist=not train)
-        if len(terms) > 1:
-            self.log_dict({f"{stage}/{name}": value for name, value in terms.items()}, on_epoch=True, sync_dist=not train)
+        figures = (terms if len(terms) > 1 else {}) | self.variant.statistics()
+        if figures:
+            self.log_dict({f"{stage}/{name}": value for name, value in figures.items()}, on_epoch=True, sync_dist=not train)
         return loss
 
     def _transform_terms(self, index: Tensor, z: Tensor) -> dict[str, Tensor]:
-        """The head's weighted cross-entropy for the codes `z` (B, latent_dim) of inputs made by the
+        """The head's weighted cross-entropy for the codes `z` (B, code_size) of inputs made by the
         transformations `index` (B,)."""
         return {"transform": self.hparams.transform_head_weight * F.cross_entropy(self.transform_head(z).float(), index)}
 

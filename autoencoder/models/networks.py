@@ -23,17 +23,26 @@ InputShape = Annotated[Sequence[int], integers(1, length=3)]
 
 class Autoencoder(nn.Module):
     """The contract the LightningModule relies on: `encode` maps images (B, C, H, W) to the
-    encoder's output (B, heads * latent_dim), and `decode` maps codes (B, latent_dim) back to images
+    encoder's output (B, heads * code_size), and `decode` maps codes (B, code_size) back to images
     in [0, 1]. `heads` is set by the variant (autoencoder.models.variants): 1 for a code, 2 for a
     Gaussian encoder's mean and log-variance. A new architecture is a subclass (with one YAML in
-    conf/model/) whose constructor takes `latent_dim`, `input_shape` and `heads`."""
+    conf/model/) whose constructor takes `latent_dim`, `input_shape`, `heads` and `grid`.
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, latent_dim: int, input_shape: tuple[int, int, int]):
+    `grid` is also the variant's: True asks for a code that is a grid of latent_dim-vectors, one per
+    place of a feature map (a VQ-VAE quantises each). Codes stay flat, (B, code_size) with
+    code_size = prod(code_shape), so that everything that reads codes (features, figures, probes,
+    mixtures, interpolation) reads them alike; `code_shape` is (latent_dim,) for a flat code and
+    (latent_dim, h, w) for a grid, whose flat code is the grid's channel-major flattening (as
+    nn.Flatten lays out (D, h, w)). An architecture that cannot give a grid refuses grid=True."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, latent_dim: int, input_shape: tuple[int, int, int], code_shape: tuple[int, ...] | None = None):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
         self.latent_dim = latent_dim
         self.input_shape = input_shape
+        self.code_shape = code_shape or (latent_dim,)
+        self.code_size = prod(self.code_shape)
 
     def encode(self, x: Tensor) -> Tensor:
         return self.encoder(x)
@@ -51,7 +60,11 @@ class ConvAutoencoder(Autoencoder):
     """The lecture's network: conv stages with BatchNorm and LeakyReLU, a linear bottleneck, and a
     mirrored decoder of transposed convs ending in Sigmoid. `fc_hidden` puts fully connected
     layers between the conv features and the code (empty in the lecture): with a tiny latent space
-    a single linear map to and from it leaves the decoder only a rank-`latent_dim` start."""
+    a single linear map to and from it leaves the decoder only a rank-`latent_dim` start.
+
+    With `grid` the bottleneck is a 1x1 conv to latent_dim channels instead of the linear map, so
+    the code is a (latent_dim, h, w) grid over the last feature map (7x7 for MNIST), and the decoder
+    starts with a 1x1 conv back to the feature channels; there is then no place for `fc_hidden`."""
 
     def __init__(
         self,
@@ -63,8 +76,11 @@ class ConvAutoencoder(Autoencoder):
         padding: Annotated[int, integer(0)] = 1,
         fc_hidden: Annotated[Sequence[int], integers(1, empty=True)] = (),
         heads: int = 1,
+        grid: bool = False,
     ):
         input_shape = tuple(input_shape)
+        if grid and fc_hidden:
+            raise UserError(f"model.fc_hidden={list(fc_hidden)} adds linear layers before a flat code, and this variant codes a grid: leave it empty")
         if len(channels) != len(strides) or not channels:
             raise UserError(f"model.channels and model.strides need the same non-zero length, got {list(channels)} and {list(strides)}")
         in_channels = [input_shape[0], *channels[:-1]]
@@ -79,10 +95,15 @@ class ConvAutoencoder(Autoencoder):
         encoder: list[nn.Module] = []
         for c_in, c_out, s in zip(in_channels, channels, strides, strict=True):
             encoder += [nn.Conv2d(c_in, c_out, kernel_size, s, padding), nn.BatchNorm2d(c_out), nn.LeakyReLU()]
-        dims = [prod(bottleneck), *fc_hidden, latent_dim]
-        encoder += [nn.Flatten(), *_linear_stack([*dims[:-1], heads * latent_dim])]
-
-        decoder: list[nn.Module] = [*_linear_stack(dims[::-1]), nn.Unflatten(1, bottleneck), nn.LeakyReLU()]
+        if grid:  # (B, C, h, w) -> (B, heads * latent_dim, h, w) -> flat (B, heads * latent_dim * h * w)
+            code_shape = (latent_dim, *bottleneck[1:])
+            encoder += [nn.Conv2d(channels[-1], heads * latent_dim, 1), nn.Flatten()]
+            decoder: list[nn.Module] = [nn.Unflatten(1, code_shape), nn.Conv2d(latent_dim, channels[-1], 1), nn.LeakyReLU()]
+        else:
+            code_shape = (latent_dim,)
+            dims = [prod(bottleneck), *fc_hidden, latent_dim]
+            encoder += [nn.Flatten(), *_linear_stack([*dims[:-1], heads * latent_dim])]
+            decoder = [*_linear_stack(dims[::-1]), nn.Unflatten(1, bottleneck), nn.LeakyReLU()]
         for i in reversed(range(len(channels))):
             v = (
                 output_padding_for(heights[i + 1], heights[i], kernel_size, strides[i], padding),
@@ -90,11 +111,11 @@ class ConvAutoencoder(Autoencoder):
             )
             decoder.append(nn.ConvTranspose2d(channels[i], in_channels[i], kernel_size, strides[i], padding, output_padding=v))
             decoder += [nn.BatchNorm2d(in_channels[i]), nn.LeakyReLU()] if i > 0 else [nn.Sigmoid()]
-        super().__init__(nn.Sequential(*encoder), nn.Sequential(*decoder), latent_dim, input_shape)
+        super().__init__(nn.Sequential(*encoder), nn.Sequential(*decoder), latent_dim, input_shape, code_shape)
 
 
 class MLPAutoencoder(Autoencoder):
-    """A fully connected autoencoder: a baseline that ignores image structure."""
+    """A fully connected autoencoder: a baseline that ignores image structure, so it has no grid to code."""
 
     def __init__(
         self,
@@ -102,7 +123,10 @@ class MLPAutoencoder(Autoencoder):
         input_shape: InputShape = (1, 28, 28),
         hidden: Annotated[Sequence[int], integers(1, empty=True)] = (512, 256),
         heads: int = 1,
+        grid: bool = False,
     ):
+        if grid:
+            raise UserError("model=mlp gives a flat code, and this variant (variant=vqvae) codes a grid over a feature map: use model=conv")
         input_shape = tuple(input_shape)
         dims = [prod(input_shape), *hidden, latent_dim]
         encoder = [nn.Flatten(), *_linear_stack([*dims[:-1], heads * latent_dim])]

@@ -13,7 +13,8 @@ input and the clean target, and sums the terms it returns.
 - `IWAE` (variant=iwae): the VAE trained on the k-sample importance-weighted bound.
 
 The last two are the VAE family: each holds a prior p(z) (autoencoder.models.priors; conf/prior/),
-N(0, I) unless another is chosen.
+N(0, I) unless another is chosen. The VQ-VAE (variant=vqvae), whose codes are grids of codebook
+choices, is autoencoder.models.quantised.
 """
 
 from __future__ import annotations
@@ -51,16 +52,30 @@ class Plain(nn.Module):
     """The (denoising) autoencoder: minimise the reconstruction loss of g(h(r(x))) against x.
 
     The contract for every variant: `heads` is how many vectors of latent_dim the encoder must
-    give (the module builds the network so); `code` maps the encoder's output to the codes that
-    features, figures and interpolation use; `terms` returns the named parts of the loss."""
+    give, and `grid` whether as a grid over a feature map rather than one flat code (the module
+    builds the network so); `code` maps the encoder's output to the codes that features, figures
+    and interpolation use; `terms` returns the named parts of the loss, and `statistics` what the
+    last `terms` saw besides, to be logged but not minimised."""
 
     heads = 1
-    generative = False  # whether it has a prior (`prior`, autoencoder.models.priors) and a likelihood
+    grid = False
+    generative = False  # whether it is a likelihood model: a prior p(z) (autoencoder.models.priors) and p(x|z), so an ELBO
+    mixture_prior = True  # whether a Gaussian mixture fitted to its codes stands in for a prior it lacks
     double_backward = False  # whether its loss differentiates a gradient (torch.compile cannot)
     unit = ""  # of its loss, for the console: a mean squared error or cross-entropy has none
 
+    @property
+    def has_prior(self) -> bool:
+        """Whether `sample_prior` draws codes: a likelihood model's prior, or a learned one."""
+        return self.generative
+
     def code(self, h: Tensor) -> Tensor:
         return h
+
+    def statistics(self) -> dict[str, Tensor]:
+        """Figures of the batch of the last `terms` call that are no part of the loss (a codebook's
+        use): the module logs each as `<stage>/<name>` and adds none to the loss."""
+        return {}
 
     def penalties(self, x: Tensor, z: Tensor) -> dict[str, Tensor]:
         """Terms on the input `x` and its codes `z`, added to the reconstruction loss."""
@@ -226,6 +241,11 @@ class Variational(Plain):
         images = target.repeat_interleave(samples, dim=0)
         log_p = self.log_likelihood(net.decode(z), images, loss) + self.prior.log_density(net, z)
         return (log_p - gaussian_log_density(z, mean, logvar)).view(b, samples)
+
+    def sample_prior(self, net: Autoencoder, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n codes (n, latent_dim) drawn from the prior, on the CPU (the sampling contract every
+        variant with a prior keeps; the VQ-VAE's draws grids of its codebook's vectors)."""
+        return self.prior.sample(net, n, generator)
 
 
 class IWAE(Variational):

@@ -232,7 +232,7 @@ class ValidationImages(L.Callback):
         images, labels = batch
         if self.fixed_images is None:
             self._consider(images, labels)
-        if pl_module.net.latent_dim == 2:
+        if pl_module.net.code_size == 2:
             self.codes.append(pl_module.encode(images).float().cpu())
             self.labels.append(labels.cpu())
 
@@ -296,7 +296,7 @@ class PriorSamples(L.Callback):
     @override
     @torch.no_grad()
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero or not pl_module.variant.generative:
+        if trainer.sanity_checking or not trainer.is_global_zero or not pl_module.variant.has_prior:
             return
         tensorboard = tensorboard_of(trainer)
         if tensorboard is None:

@@ -9,7 +9,7 @@ from autoencoder.config.validation import RULES, settings, validate
 from autoencoder.evaluation import classifier, encode, evaluate, sampling
 from autoencoder.utils.cli import load_config
 from autoencoder.utils.errors import UserError
-from autoencoder.workflows import anomaly
+from autoencoder.workflows import anomaly, code_prior
 from benchmarks import suite, time_to_quality
 
 ENTRY_POINTS = {
@@ -17,6 +17,7 @@ ENTRY_POINTS = {
     "evaluate": ["ckpt_path=x.ckpt"],
     "encode": ["ckpt_path=x.ckpt"],
     "sample": ["ckpt_path=x.ckpt"],
+    "code_prior": ["ckpt_path=x.ckpt"],
     "anomaly": [],
     "bench": [],
     "shapes": [],
@@ -29,6 +30,7 @@ COMMAND_RULES = {
     "evaluate": evaluate.RULES,
     "encode": encode.RULES,
     "sample": sampling.RULES,
+    "code_prior": code_prior.RULES,
     "anomaly": anomaly.ANOMALY_RULES,
     "bench": suite.RULES,
     "shapes": RULES,

@@ -100,17 +100,25 @@ def test_the_mixture_is_fitted_to_a_seeded_subset_of_the_training_codes_or_all_o
 
 
 @pytest.mark.parametrize(
-    "setting, generative, source", [("auto", True, "model"), ("auto", False, "mixture"), ("mixture", True, "mixture"), ("model", True, "model")]
+    "setting, has_prior, source", [("auto", True, "model"), ("auto", False, "mixture"), ("mixture", True, "mixture"), ("model", True, "model")]
 )
-def test_the_source_setting_picks_the_models_own_prior_or_the_mixture(setting, generative, source):
-    module = SimpleNamespace(variant=SimpleNamespace(generative=generative))
+def test_the_source_setting_picks_the_models_own_prior_or_the_mixture(setting, has_prior, source):
+    module = SimpleNamespace(variant=SimpleNamespace(has_prior=has_prior, mixture_prior=True))
     assert prior_source(setting, module) == source
 
 
 def test_asking_a_model_without_a_prior_for_its_own_is_refused():
-    module = SimpleNamespace(variant=type("Sparse", (), {"generative": False})())
+    module = SimpleNamespace(variant=type("Sparse", (), {"has_prior": False, "mixture_prior": True})())
     with pytest.raises(UserError, match="^source=model: the Sparse variant has no prior of its own"):
         prior_source("model", module)
+
+
+@pytest.mark.parametrize("setting", ["auto", "model"])
+def test_a_vqvae_without_its_code_prior_is_told_to_train_one(setting):
+    module = SimpleNamespace(variant=type("VQVAE", (), {"has_prior": False, "mixture_prior": False})())
+    with pytest.raises(UserError, match=f"^source={setting}: this VQVAE has no prior over its codes yet; train one with python -m autoencoder.code_prior"):
+        prior_source(setting, module)
+    assert prior_source("mixture", module) == "mixture"
 
 
 def test_interpolation_rows_run_from_one_image_through_the_decoded_codes_to_the_other(vae_checkpoint, fake_mnist):

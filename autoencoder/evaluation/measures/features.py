@@ -34,7 +34,7 @@ class Features(Measure):
         train_x, train_y = train_x[: self.train_size], train_y[: self.train_size]
         pixels = train_x.flatten(1).numpy(), test_x.flatten(1).numpy()
         codes = in_batches(subject.module.encode, train_x, subject.batch_size).numpy(), subject.codes.numpy()
-        dims = codes[0].shape[1]
+        dims = min(codes[0].shape[1], *pixels[0].shape)  # PCA has no more components than pixels (a VQ-VAE's grid code has more) or images
         pca = PCA(dims, random_state=subject.seed).fit(pixels[0])
         inputs = {"latent": codes, "pixels": pixels, f"pca{dims}": (pca.transform(pixels[0]), pca.transform(pixels[1]))}
         labels = train_y.numpy(), test_y.numpy()

@@ -2,9 +2,10 @@
 and precision/recall, on the features of the dataset's own classifier (autoencoder.evaluation.classifier),
 beside the same figures for training images against the test images, the floor a perfect model would
 reach with as many images. Optionally also torchmetrics' FID on Inception-v3 features, the number
-papers on natural images report. A generative model samples its prior; any other model (plain,
-sparse, contractive) a Gaussian mixture fitted to the codes of the training images it is compared
-with (autoencoder.evaluation.mixture), the ex-post density that makes it generative."""
+papers on natural images report. A model with a prior samples it (a VAE's, a VQ-VAE's trained
+code prior); any other model (plain, sparse, contractive) a Gaussian mixture fitted to the codes of
+the training images it is compared with (autoencoder.evaluation.mixture), the ex-post density that
+makes it generative. A VQ-VAE without its code prior is not measured (sampling says why)."""
 
 import logging
 from typing import Annotated
@@ -70,6 +71,10 @@ class Generation(Measure):
         self.samples, self.knn_k, self.inception, self.components, self.covariance = samples, knn_k, inception, components, covariance
         self.fit_size = fit_size
 
+    def applies(self, subject: Subject) -> bool:
+        variant = subject.module.variant
+        return variant.has_prior or variant.mixture_prior  # not a VQ-VAE before its prior is trained
+
     def _images(self, subject: Subject) -> tuple[Tensor, Tensor]:
         """As many test and training images (n, C, H, W) each, drawn with the seed, of the classes the
         model was trained on; n is `samples` or fewer."""
@@ -86,7 +91,7 @@ class Generation(Measure):
     def measure(self, subject: Subject, steps: Counted) -> Outcome:
         test, train = self._images(subject)
         module, mixture = subject.module, None
-        if not module.variant.generative:  # fitted to the codes of the training images compared below
+        if not module.variant.has_prior:  # fitted to the codes of the training images compared below
             mixture = code_mixture(module, train, self.components, self.covariance, subject.seed, subject.batch_size, self.fit_size)
         fake = prior_images(module, len(test), subject.seed, subject.batch_size, mixture)  # (n, C, H, W)
         net, manifest = feature_classifier(subject.data.dataset, tuple(test.shape[1:]))
