@@ -23,7 +23,8 @@ its posteriors, and N(0, I) samples need its latent_dim.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
 import torch
@@ -56,6 +57,12 @@ class Prior(nn.Module):
     def kl(self, net: Autoencoder, mean: Tensor, logvar: Tensor, z: Tensor) -> Tensor:
         return gaussian_log_density(z, mean, logvar) - self.log_density(net, z)
 
+    @contextmanager
+    def fixed(self, net: Autoencoder) -> Iterator[None]:
+        """While the network and the prior stay as they are (an evaluation pass), a prior that
+        depends on the network may work that part out once instead of at every call."""
+        yield
+
 
 class StandardNormal(Prior):
     """N(0, I), the VAE's (Kingma & Welling, 2014): nothing to learn, and a closed-form KL."""
@@ -74,7 +81,8 @@ class VampPrior(Prior):
     """The VampPrior (Tomczak & Welling, 2018): the mixture of the encoder's own posteriors at K =
     `pseudo_inputs` learned images u_k, p(z) = (1/K) sum_k q(z|u_k). The prior the encoder can
     reach is the one that fits its posteriors best (the aggregate posterior, for K = the training
-    set); K << N keeps it cheap and regular. Each use encodes the K pseudo-inputs.
+    set); K << N keeps it cheap and regular. Each use encodes the K pseudo-inputs (once per pass
+    within `fixed`).
 
     They are images of `input_shape` (the network's, which the YAML links), held as logits so that
     sigmoid(logits) stays in (0, 1) like the data, with a smooth gradient where a clip (the paper's
@@ -84,12 +92,26 @@ class VampPrior(Prior):
         super().__init__()
         uniform = torch.rand(pseudo_inputs, *input_shape).clamp(1e-3, 1 - 1e-3)
         self.logits = nn.Parameter(torch.logit(uniform))  # (K, C, H, W)
+        self._fixed: tuple[Tensor, Tensor] | None = None  # the components, within `fixed`
+
+    @contextmanager
+    def fixed(self, net: Autoencoder) -> Iterator[None]:
+        """The pseudo-inputs encoded once for the whole pass: a likelihood pass that decodes a
+        hundred samples per call would otherwise encode the K pseudo-inputs at each one."""
+        with torch.no_grad():
+            self._fixed = self.components(net)
+        try:
+            yield
+        finally:
+            self._fixed = None
 
     def components(self, net: Autoencoder) -> tuple[Tensor, Tensor]:
         """The means and log-variances (K, latent_dim) each of q(z|u_k). The network encodes the
         pseudo-inputs as at evaluation (BatchNorm on its running statistics): they are not data, so
         they must not move the statistics the data are normalised with, and this is the prior that
         sampling and the likelihood (in eval mode) use."""
+        if self._fixed is not None:
+            return self._fixed
         training = net.training
         net.eval()
         try:

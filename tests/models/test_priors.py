@@ -48,6 +48,18 @@ def test_vamp_prior_log_density_is_the_mean_of_its_components_densities_by_hand(
     assert vamp_with(logits).log_density(net, z).tolist() == pytest.approx(expected, rel=1e-5)
 
 
+def test_a_fixed_vamp_prior_encodes_its_pseudo_inputs_once_and_gives_the_same_densities():
+    net = Linear(torch.randn(4, 4, generator=torch.Generator().manual_seed(0)), torch.zeros(4, 2))
+    vamp, z = vamp_with(torch.randn(3, 1, 2, 2, generator=torch.Generator().manual_seed(1))), torch.randn(5, 2)
+    unfixed, calls = vamp.log_density(net, z), []
+    net.encoder.register_forward_hook(lambda *_: calls.append(1))
+    with vamp.fixed(net):
+        fixed = [vamp.log_density(net, z) for _ in range(3)]
+    assert len(calls) == 1 and all(torch.equal(unfixed, f) for f in fixed)
+    vamp.log_density(net, z)
+    assert len(calls) == 2  # outside, each use encodes them again: the network may have changed
+
+
 def test_a_vamp_prior_whose_pseudo_input_encodes_to_the_standard_normal_is_the_vaes():
     # Every row of the encoder is orthogonal to the pseudo-input 0.5 (logit 0): q(z|u) = N(0, I).
     w = torch.tensor([[1.0, -1, 0, 0], [0, 0, 1, -1], [1, 1, -1, -1], [1, -1, 1, -1]])
@@ -152,6 +164,6 @@ def test_a_learned_prior_trains_and_its_checkpoint_rebuilds_it(fake_mnist, tmp_p
             samples.append(module.variant.prior.sample(module.net, 16, torch.Generator().manual_seed(7)))
     assert samples[0].shape == (16, 4) and torch.equal(*samples)
     images = torch.rand(6, 1, 28, 28).round()  # the likelihood and the prior's images work with every prior
-    bounds = likelihood(module, images, samples=8)
+    bounds = likelihood(module, images, samples=8, decodes=4)
     assert math.isfinite(bounds["nll_nats"]) and math.isfinite(bounds["negative_elbo_nats"])
     assert prior_images(module, 4, seed=0).shape == (4, 1, 28, 28)

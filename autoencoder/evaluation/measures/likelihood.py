@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 class Likelihood(Measure):
     """`samples` importance samples per image, decoded `decodes` at a time (autoencoder.evaluation.likelihood)."""
 
-    def __init__(self, samples: Annotated[int, integer(1)] = 1000, decodes: Annotated[int, integer(1)] = 10000) -> None:
+    def __init__(self, samples: Annotated[int, integer(1)] = 1000, decodes: Annotated[int, integer(1)] = 128) -> None:
         self.samples, self.decodes = samples, decodes
 
     def applies(self, subject: Subject) -> bool:
