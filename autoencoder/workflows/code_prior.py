@@ -30,6 +30,7 @@ from autoencoder.models.quantised import VQVAE
 from autoencoder.runs.checkpoints import datamodule_for, load_trained, read_checkpoint
 from autoencoder.utils.errors import UserError
 from autoencoder.utils.files import write_atomic, write_json
+from autoencoder.utils.progress import Counted, Reporter
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +54,11 @@ def nats_per_place(prior: torch.nn.Module, grids: Tensor) -> Tensor:
 
 def fit(prior: torch.nn.Module, train: Tensor, val: Tensor, cfg: DictConfig) -> list[dict]:
     """Train `prior` on grids `train` (N, h, w) with Adam, `cfg.epochs` passes in shuffled batches,
-    and leave it at the epoch with the lowest validation loss; returns each epoch's losses."""
+    and leave it at the epoch with the lowest validation loss; returns each epoch's losses. Where
+    stdout is not a terminal, `progress:` lines count the batches."""
     optimizer = torch.optim.Adam(prior.parameters(), lr=cfg.lr)
     shuffle = torch.Generator().manual_seed(cfg.seed)
+    batches = Counted(Reporter(**cfg.progress), "code prior", cfg.epochs * -(-len(train) // cfg.batch_size), "batches")
     history, best, best_state = [], float("inf"), None
     for epoch in range(1, cfg.epochs + 1):
         prior.train()
@@ -66,6 +69,7 @@ def fit(prior: torch.nn.Module, train: Tensor, val: Tensor, cfg: DictConfig) -> 
             loss.backward()
             optimizer.step()
             losses.append(loss.item())
+            batches.advance(note=f"epoch {epoch}  loss {losses[-1]:.4f}")
         prior.eval()
         with torch.no_grad():
             val_loss = torch.cat([-prior.log_prob(chunk) for chunk in val.split(cfg.batch_size)]).mean().item() / val[0].numel()
