@@ -6,7 +6,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
-from omegaconf import open_dict
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -15,9 +14,8 @@ from autoencoder.evaluation.mixture import GaussianMixture
 from autoencoder.evaluation.sampling import code_mixture, fit_subset, interpolation, prior_images, prior_source, sample
 from autoencoder.runs.checkpoints import datamodule_for, load_trained
 from autoencoder.training.callbacks import PriorSamples
-from autoencoder.utils.cli import load_config
 from autoencoder.utils.errors import UserError
-from tests.conftest import FAST, compose_entry
+from tests.conftest import compose_entry, train_briefly
 
 SMALL = ["num_samples=10", "pairs=3", "steps=4", "batch_size=16"]
 
@@ -28,20 +26,9 @@ def grid_size(columns: int, rows: int, side: int = 28, padding: int = 2) -> tupl
 
 
 @pytest.fixture(scope="module")
-def vae_run(tmp_path_factory, fake_mnist) -> Path:
-    """The folder of a latent-4 VAE run trained for a few batches on the fake data, with TensorBoard."""
-    from autoencoder.training.run import train
-
-    cfg = load_config("config", [f"data.data_dir={fake_mnist}", *FAST, "variant=vae", "model.latent_dim=4"])
-    with open_dict(cfg):
-        cfg.output_dir = str(tmp_path_factory.mktemp("vae"))
-    train(cfg)
-    return Path(cfg.output_dir)
-
-
-@pytest.fixture(scope="module")
-def vae_checkpoint(vae_run) -> Path:
-    return next((vae_run / "checkpoints").glob("best-*.ckpt"))
+def vae_checkpoint(tmp_path_factory, fake_mnist) -> Path:
+    """A latent-4 VAE trained for a few batches on the fake data, with TensorBoard."""
+    return train_briefly(fake_mnist, tmp_path_factory.mktemp("vae"), "variant=vae", "model.latent_dim=4", "logger=tensorboard")
 
 
 def run_sample(ckpt: Path, out: Path, data_dir: Path, *overrides: str) -> dict:
@@ -144,8 +131,8 @@ def test_the_seed_repeats_a_sample_and_another_seed_changes_it(vae_checkpoint, f
     assert runs["a"]["pair_positions"] == runs["b"]["pair_positions"] != runs["c"]["pair_positions"]
 
 
-def test_training_a_vae_logs_prior_samples_at_each_validation(vae_run):
-    events = EventAccumulator(str(vae_run / "tensorboard"), size_guidance={"images": 0})
+def test_training_a_vae_logs_prior_samples_at_each_validation(vae_checkpoint):
+    events = EventAccumulator(str(vae_checkpoint.parent.parent / "tensorboard"), size_guidance={"images": 0})
     events.Reload()
     (logged,) = events.Images("val/prior_samples")  # one validation in the run
     assert (logged.width, logged.height) == grid_size(8, 8)
