@@ -5,7 +5,12 @@ reach with as many images. Optionally also torchmetrics' FID on Inception-v3 fea
 papers on natural images report. A model with a prior samples it (a VAE's, a VQ-VAE's trained
 code prior); any other model (plain, sparse, contractive) a Gaussian mixture fitted to the codes of
 the training images it is compared with (autoencoder.evaluation.mixture), the ex-post density that
-makes it generative. A VQ-VAE without its code prior is not measured (sampling says why)."""
+makes it generative. A VQ-VAE without its code prior is not measured (sampling says why).
+
+On binarised data (data.binarize=true) the test and training images are binary, while a decoder
+gives each pixel's probability: grey images, which a classifier tells apart from binary ones
+whatever their shapes. So there the samples are binary too, each pixel drawn with its probability
+(seeded): x ~ p(x|z), the model's own samples of such data."""
 
 import logging
 from typing import Annotated
@@ -15,6 +20,7 @@ from torch import Tensor, nn
 from torchmetrics.image.fid import FrechetInceptionDistance, NoTrainInceptionV3
 
 from autoencoder.config.validation import integer, one_of
+from autoencoder.data.images import binarized
 from autoencoder.evaluation.batched import in_batches
 from autoencoder.evaluation.classifier import feature_classifier
 from autoencoder.evaluation.generation import frechet_distance, precision_recall
@@ -94,12 +100,14 @@ class Generation(Measure):
         if not module.variant.has_prior:  # fitted to the codes of the training images compared below
             mixture = code_mixture(module, train, self.components, self.covariance, subject.seed, subject.batch_size, self.fit_size)
         fake = prior_images(module, len(test), subject.seed, subject.batch_size, mixture)  # (n, C, H, W)
+        if subject.data.dataset.binarize:  # binary like the images it is compared with
+            fake = binarized(fake, torch.Generator().manual_seed(subject.seed))
         net, manifest = feature_classifier(subject.data.dataset, tuple(test.shape[1:]))
         features = {name: in_batches(net.features, images, subject.batch_size) for name, images in (("test", test), ("train", train), ("fake", fake))}
         fitted = "the" if self.fit_size is None or self.fit_size >= len(train) else f"{self.fit_size} of the"
         prior = "model" if mixture is None else f"mixture of {self.components} Gaussians, {self.covariance} covariance, on {fitted} training codes"
         classifier = {key: manifest[key] for key in ("sha256", "test_accuracy", "settings")}
-        result = {"images": len(test), "knn_k": self.knn_k, "prior": prior, "classifier": classifier}
+        result = {"images": len(test), "knn_k": self.knn_k, "prior": prior, "binary": subject.data.dataset.binarize, "classifier": classifier}
         for row, other in (("samples", features["fake"]), ("floor", features["train"])):
             precision, recall = precision_recall(features["test"], other, self.knn_k)
             result[row] = {"fid": frechet_distance(features["test"], other), "precision": precision, "recall": recall}

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from autoencoder.evaluation.batched import in_batches
 from autoencoder.evaluation.classifier import cache_folder
 from autoencoder.evaluation.evaluate import evaluate
 from autoencoder.evaluation.generation import frechet_distance
@@ -99,3 +100,19 @@ def test_inception_without_torch_fidelity_is_one_line():
 def test_too_few_samples_for_the_neighbours_are_refused():
     with pytest.raises(UserError, match=r"^generation.samples=3 must be larger than generation.knn_k=3"):
         Generation(samples=3)
+
+
+@pytest.mark.slow
+def test_on_binarised_data_the_samples_compared_are_binary_draws(data_dir, tmp_path, monkeypatch):
+    checkpoint = train_briefly(data_dir, tmp_path / "vae", "variant=vae", "loss=bce", "data.binarize=true", "model.latent_dim=4")
+    compared = []  # the test, training and sample images whose features are compared, in that order
+
+    def features_of(function, images, batch_size):
+        compared.append(images)
+        return in_batches(function, images, batch_size)
+
+    monkeypatch.setattr(generation, "in_batches", features_of)
+    measured = run(checkpoint, tmp_path / "eval", data_dir)["generation"]
+    assert measured["binary"] is True and len(compared) == 3
+    assert all(((images == 0) | (images == 1)).all() for images in compared)  # the decoder's means are grey
+    assert 0.1 < compared[2].mean() < 0.9
