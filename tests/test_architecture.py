@@ -26,7 +26,7 @@ LIGHT = (
     "autoencoder.runs.record",
     "autoencoder.sweeps.summary",
 )
-COMMANDS = ("train", "evaluate", "encode", "anomaly", "shapes", "summarize", "bench", "time_to_quality", "sample", "classifier", "code_prior")
+COMMANDS = ("train", "evaluate", "encode", "anomaly", "shapes", "summarize", "bench", "time_to_quality", "sample", "classifier", "code_prior", "study")
 LIBRARY = [m.name for m in pkgutil.walk_packages([str(PACKAGE_DIR)], "autoencoder.") if m.name.count(".") > 1 or m.ispkg]
 
 

@@ -22,7 +22,7 @@ from autoencoder.config.validation import RULES, Setting, settings, validate
 from autoencoder.data.dataset import DATA_ENV
 from autoencoder.evaluation import classifier, evaluate, sampling
 from autoencoder.utils.cli import load_config
-from autoencoder.workflows import anomaly
+from autoencoder.workflows import anomaly, study
 from tests.conftest import FAST, run_module
 
 README = REPO_DIR / "README.md"
@@ -179,7 +179,14 @@ BASES = {"trainer": {"default"}}  # files that the group's options extend, not o
 
 
 # Each command's rules: validating its config fills in what its nodes leave to their classes' defaults.
-COMMAND_RULES = {"config": RULES, "evaluate": evaluate.RULES, "sample": sampling.RULES, "anomaly": anomaly.ANOMALY_RULES, "classifier": classifier.RULES}
+COMMAND_RULES = {
+    "config": RULES,
+    "evaluate": evaluate.RULES,
+    "sample": sampling.RULES,
+    "anomaly": anomaly.ANOMALY_RULES,
+    "study": study.STUDY_RULES,
+    "classifier": classifier.RULES,
+}
 
 
 @cache
@@ -287,6 +294,7 @@ STATED_DEFAULTS = [
     ("docs/evaluation.md", "evaluate", "evaluate", (), None),
     ("docs/evaluation.md", "sample", "sample", (), None),
     ("docs/evaluation.md", "anomaly", "anomaly", (), None),
+    ("docs/evaluation.md", "The study table", "study", (), None),
     ("docs/evaluation.md", "classifier", "classifier", (), None),
     ("docs/variants.md", "Architectures", "config", (), "model"),
     ("docs/variants.md", "Variants", "config", (), "variant"),

@@ -237,6 +237,8 @@ BAD_INPUTS = [
     (("autoencoder.anomaly", "data.data_dir={data}", "classes=[11]"), "classes: 11 is not a class of MNIST (its classes: 0, 1, 2"),
     (("autoencoder.anomaly", "data.data_dir={data}", "data=fashion_mnist", "classes=[boots]"), "classes: 'boots' is not a class of FashionMNIST"),
     (("autoencoder.encode", "ckpt_path={ckpt}", "data.batch_size=0"), "data.batch_size must be an integer >= 1, got 0"),
+    (("autoencoder.study", "data.data_dir={data}", "only=[vae,gan]"), "only: 'gan' is not a model of the study (its models: ae_mixture, sparse,"),
+    (("autoencoder.study", 'models.vae=["variant=wae"]'), "models.vae=['variant=wae']: unknown variant option 'wae' (allowed: ae, contractive, iwae,"),
     (("autoencoder.sample",), "Missing mandatory value: ckpt_path"),
     (("autoencoder.sample", "ckpt_path={tmp}/missing.ckpt"), "ckpt_path {tmp}/missing.ckpt does not exist"),
     (("autoencoder.sample", "ckpt_path={tmp}/notes.ckpt"), "ckpt_path {tmp}/notes.ckpt is not a Lightning checkpoint this framework wrote"),

@@ -156,9 +156,14 @@ def as_override(arg: str, added: tuple[str, ...] = ()) -> str:
 
 
 def load_config(config_name: str, overrides: Iterable[str] = (), return_hydra_config: bool = False) -> DictConfig:
-    """conf/<config_name>.yaml composed with command-line settings, as its command takes them."""
+    """conf/<config_name>.yaml composed with command-line settings, as its command takes them.
+    Inside a running command (the study composes its models' configs) through that command's Hydra,
+    which has the same config folder and refuses to be initialised twice."""
+    settings = [as_override(o) for o in overrides]
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name, overrides=settings, return_hydra_config=return_hydra_config)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name, overrides=[as_override(o) for o in overrides], return_hydra_config=return_hydra_config)
+        return compose(config_name, overrides=settings, return_hydra_config=return_hydra_config)
 
 
 def check_options(argv: list[str]) -> None:

@@ -9,7 +9,7 @@ from autoencoder.config.validation import RULES, settings, validate
 from autoencoder.evaluation import classifier, encode, evaluate, sampling
 from autoencoder.utils.cli import load_config
 from autoencoder.utils.errors import UserError
-from autoencoder.workflows import anomaly, code_prior
+from autoencoder.workflows import anomaly, code_prior, study
 from benchmarks import suite, time_to_quality
 
 ENTRY_POINTS = {
@@ -19,6 +19,7 @@ ENTRY_POINTS = {
     "sample": ["ckpt_path=x.ckpt"],
     "code_prior": ["ckpt_path=x.ckpt"],
     "anomaly": [],
+    "study": [],
     "bench": [],
     "shapes": [],
     "time_to_quality": [],
@@ -32,6 +33,7 @@ COMMAND_RULES = {
     "sample": sampling.RULES,
     "code_prior": code_prior.RULES,
     "anomaly": anomaly.ANOMALY_RULES,
+    "study": study.STUDY_RULES,
     "bench": suite.RULES,
     "shapes": RULES,
     "time_to_quality": time_to_quality.RULES,
