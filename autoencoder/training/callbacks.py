@@ -301,7 +301,7 @@ class PriorSamples(L.Callback):
         tensorboard = tensorboard_of(trainer)
         if tensorboard is None:
             return
-        codes = pl_module.variant.prior.sample(pl_module.net, self.num_images, torch.Generator().manual_seed(self.seed))  # (num_images, latent_dim)
+        codes = pl_module.variant.sample_prior(pl_module.net, self.num_images, torch.Generator().manual_seed(self.seed))  # (num_images, code_size)
         images = pl_module.decode(codes.to(pl_module.device)).float().cpu()  # (num_images, C, H, W)
         grid = make_grid(images, nrow=math.ceil(math.sqrt(self.num_images)), pad_value=1.0)
         tensorboard.add_image("val/prior_samples", grid, trainer.global_step)
