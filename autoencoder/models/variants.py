@@ -225,16 +225,13 @@ class Variational(Plain):
         z = reparameterise(mean, logvar, generator)
         return -self.log_likelihood(net.decode(z), x, loss) + self.prior.kl(net, mean, logvar, z)
 
-    def log_weights(self, net: Autoencoder, x: Tensor, samples: int, loss: str, generator: torch.Generator | None = None) -> Tensor:
-        """log p(x, z_k) - log q(z_k|x) for `samples` draws z_k ~ q(z|x): (B, samples). Their
-        log-mean-exp is the importance-weighted bound on log p(x) (Burda et al., 2016)."""
-        return self.weights_of(net, *posterior(net.encode(x)), x, samples, loss, generator)
-
     def weights_of(
         self, net: Autoencoder, mean: Tensor, logvar: Tensor, target: Tensor, samples: int, loss: str, generator: torch.Generator | None = None
     ) -> Tensor:
-        """`log_weights` for the posterior (mean, logvar) of an input (corrupted or not) and the
-        image `target` whose likelihood is weighed: (B, samples)."""
+        """log p(x, z_k) - log q(z_k|x) (B, samples) for `samples` draws z_k ~ q(z|x), the posterior
+        (mean, logvar) of an input (corrupted or not), x the image `target` whose likelihood is
+        weighed. Their log-mean-exp is the importance-weighted bound on log p(x) (Burda et al.,
+        2016); the caller encodes once, however many chunks of samples it asks for."""
         b = len(mean)
         mean, logvar = (t.repeat_interleave(samples, dim=0) for t in (mean, logvar))  # (B * samples, d)
         z = reparameterise(mean, logvar, generator)

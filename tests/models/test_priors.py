@@ -67,7 +67,7 @@ def test_a_vamp_prior_whose_pseudo_input_encodes_to_the_standard_normal_is_the_v
     x = torch.rand(6, 1, 2, 2)
     z = torch.randn(6, 2)
     torch.testing.assert_close(vamp.log_density(net, z), standard_normal_log_density(z))
-    weights = [v.log_weights(net, x, 4, "mse", torch.Generator().manual_seed(0)) for v in (Variational(prior=vamp), Variational())]
+    weights = [v.weights_of(net, *posterior(net.encode(x)), x, 4, "mse", torch.Generator().manual_seed(0)) for v in (Variational(prior=vamp), Variational())]
     torch.testing.assert_close(*weights)  # the likelihood's importance weights use the variant's prior
 
 

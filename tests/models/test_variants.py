@@ -109,7 +109,7 @@ def linear_gaussian_model(sigma: float, exact_posterior: bool):
 def test_importance_weights_give_the_exact_log_likelihood_with_the_exact_posterior():
     net, p_x = linear_gaussian_model(0.5, exact_posterior=True)
     x = torch.randn(6, 1, 2, 2, generator=torch.Generator().manual_seed(0))
-    weights = Variational(sigma=0.5).log_weights(net, x, 3, "mse", torch.Generator().manual_seed(0))
+    weights = Variational(sigma=0.5).weights_of(net, *posterior(net.encode(x)), x, 3, "mse", torch.Generator().manual_seed(0))
     assert torch.allclose(weights, p_x.log_prob(x.flatten(1))[:, None].expand(6, 3), atol=1e-4)
 
 
@@ -120,7 +120,7 @@ def test_importance_weighted_bound_is_above_the_elbo_and_tightens_with_k():
     x = torch.randn(4000, 1, 2, 2, generator=torch.Generator().manual_seed(0))
     generator = torch.Generator().manual_seed(1)
     elbo = -vae.negative_elbo(net, x, "mse", generator).mean()
-    bounds = [(vae.log_weights(net, x, k, "mse", generator).logsumexp(1) - math.log(k)).mean() for k in (1, 10, 100, 1000)]
+    bounds = [(vae.weights_of(net, *posterior(net.encode(x)), x, k, "mse", generator).logsumexp(1) - math.log(k)).mean() for k in (1, 10, 100, 1000)]
     exact = p_x.log_prob(x.flatten(1)).mean()
     assert bounds[0] == pytest.approx(elbo.item(), abs=0.1)  # k = 1 is the ELBO (its Monte Carlo estimate)
     assert elbo < bounds[1] < bounds[2] < bounds[3] <= exact + 1e-3
