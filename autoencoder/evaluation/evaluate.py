@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hydra.utils import instantiate
 from matplotlib.figure import Figure
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import save_image
 
@@ -54,6 +54,12 @@ def instantiate_measures(measures: DictConfig | None) -> dict[str, Measure]:
             raise UserError(f"measures.{name}: {spec._target_} is not a measure (a subclass of autoencoder.evaluation.measures.base.Measure)")
         built[name] = measure
     return built
+
+
+def settings_of(cfg: DictConfig) -> dict:
+    """The settings an evaluation's figures depend on besides its checkpoint and data. evaluation.json
+    keeps them, so that a reader, or the study, can tell what an evaluation was made with."""
+    return {"batch_size": cfg.batch_size, "seed": cfg.seed, "measures": OmegaConf.to_container(cfg.measures, resolve=True)}
 
 
 def write(out: Path, result: Evaluation, outcomes: list[Outcome]) -> None:
@@ -105,6 +111,7 @@ def evaluate(cfg: DictConfig, data: Mapping | None = None) -> Evaluation:
             "data": subject.data.dataset.name,
             "latent_dim": module.net.latent_dim,
             "trained_noise": run_cfg.noise,
+            "settings": settings_of(cfg),
         }
         | {name: outcome.result for name, outcome in outcomes.items() if outcome.result is not None},
         headline={key: value for outcome in outcomes.values() for key, value in outcome.headline.items()},

@@ -13,12 +13,13 @@ command line reaches this function as Hydra recorded it (`hydra.overrides.task`)
 For each model, every step is skipped where its output is there already, so that an interrupted
 study is finished by starting the command again with `hydra.run.dir=<its folder>`:
 
-1. train (a completed run, metrics.json, is kept);
+1. train (a completed run, metrics.json, is kept; a stopped one goes on from its latest checkpoint);
 2. a model that samples no prior without one, the VQ-VAE, gets its code prior
    (autoencoder.workflows.code_prior, settings under `code_prior`), written as
    `<best checkpoint>-prior.ckpt`;
 3. evaluate that checkpoint with the measures the table reads (`MEASURES`; the likelihood applies
-   to the VAE family only) into `<name>/evaluation/`, with the run's `evaluation` settings;
+   to the VAE family only) into `<name>/evaluation/`, with the run's `evaluation` settings (an
+   evaluation made with other settings is made again);
 4. draw `samples` prior samples into `<name>/sample/prior.png` (autoencoder.evaluation.sampling).
 
 The folder gets `study.json` and `study.md`: a row per model (its overrides, training seconds,
@@ -34,7 +35,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from autoencoder.config.validation import NULL, RULES, Rule, anything_of, integer, strings, validate
-from autoencoder.evaluation.evaluate import evaluate
+from autoencoder.evaluation.evaluate import evaluate, settings_of
 from autoencoder.evaluation.sampling import sample
 from autoencoder.runs.checkpoints import load_trained
 from autoencoder.runs.record import RunRecord, Status
@@ -78,6 +79,7 @@ def model_config(cfg: DictConfig, name: str, command_line: list[str], out: Path)
         run_cfg = OmegaConf.masked_copy(composed, [key for key in composed if key not in OWN_RULES])
         with open_dict(run_cfg):
             run_cfg.output_dir, run_cfg.evaluate = str(out / name), False  # the study evaluates the checkpoint it samples
+            run_cfg.resume_unfinished = True  # a training the study's interruption stopped goes on from its checkpoint
         validate(run_cfg, RULES)
     except (UserError, HydraException) as exc:  # a bad entry of the model's list: one line that names the model
         raise UserError(f"models.{name}={overrides}: {user_message(exc) or str(exc).splitlines()[0]}") from exc
@@ -118,16 +120,17 @@ def code_prior_config(cfg: DictConfig, checkpoint: str, out: Path, progress: Dic
 
 
 def evaluated(checkpoint: str, run_cfg: DictConfig) -> dict:
-    """evaluation.json of `checkpoint` with the table's measures, evaluated unless it is there."""
+    """evaluation.json of `checkpoint` with the table's measures, evaluated unless it is there with
+    the same settings (a study started again with `evaluation.likelihood.samples=5000` evaluates again)."""
     out = Path(run_cfg.output_dir) / "evaluation"
-    done = json.loads((out / "evaluation.json").read_text()) if (out / "evaluation.json").is_file() else {}
-    if done.get("checkpoint") == str(Path(checkpoint).resolve()):
-        return done
     settings = OmegaConf.merge({"ckpt_path": checkpoint, "output_dir": str(out), "progress": run_cfg.progress}, run_cfg.evaluation)
     with open_dict(settings):
         for name in settings.measures:
             if name not in MEASURES:
                 settings.measures[name] = None  # left out, as `~measures.<name>` would
+    done = json.loads((out / "evaluation.json").read_text()) if (out / "evaluation.json").is_file() else {}
+    if done.get("checkpoint") == str(Path(checkpoint).resolve()) and done.get("settings") == settings_of(settings):
+        return done
     return dict(evaluate(settings))
 
 

@@ -69,7 +69,8 @@ def test_a_measure_that_does_not_apply_is_skipped_and_leaves_no_trace(trained_ch
     never = f"+measures.never._target_={__name__}.Never"
     result = evaluate(compose_entry("evaluate", tmp_path, f"ckpt_path={trained_checkpoint}", *RECONSTRUCTION_ONLY, never), {"data_dir": str(fake_mnist)})
     # Nor do the likelihood (not a VAE) and the anomaly detection (trained on every class) leave one.
-    assert list(result) == ["checkpoint", "data", "latent_dim", "trained_noise", "reconstruction"]
+    assert list(result) == ["checkpoint", "data", "latent_dim", "trained_noise", "settings", "reconstruction"]
+    assert result["settings"]["measures"]["never"] == {"_target_": f"{__name__}.Never"}  # what it was asked for, applied or not
     assert result.headline == {"test_mse": result["reconstruction"]["mse"]}
     assert json.loads((tmp_path / "evaluation.json").read_text()) == result
     heads = [table.splitlines()[0] for table in (tmp_path / "evaluation.md").read_text().split("\n\n")[1:]]

@@ -1,5 +1,6 @@
 """The study table end to end on the fake data: a plain autoencoder, a VAE and a VQ-VAE trained,
-the VQ-VAE given its code prior, each evaluated and sampled; run again, nothing is trained."""
+the VQ-VAE given its code prior, each evaluated and sampled; run again, nothing is trained, and
+with other evaluation settings, each is evaluated again."""
 
 import json
 
@@ -56,9 +57,17 @@ def test_the_study_writes_a_row_per_model_and_the_floor_and_resumes_without_trai
     checkpoints = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.ckpt")}
     monkeypatch.setattr(study_module, "train_and_evaluate", lambda cfg: pytest.fail(f"{cfg.output_dir} was trained again"))
     monkeypatch.setattr(study_module.code_prior, "train_code_prior", lambda cfg: pytest.fail("the code prior was trained again"))
+    evaluate = study_module.evaluate
     monkeypatch.setattr(study_module, "evaluate", lambda cfg: pytest.fail("a model was evaluated again"))
     assert study(compose_entry("study", tmp_path, *line), line) == summary
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.ckpt")} == checkpoints
+
+    # Started again with other evaluation settings: every model is evaluated again, none trained.
+    evaluated = []
+    monkeypatch.setattr(study_module, "evaluate", lambda cfg: evaluated.append(cfg.ckpt_path) or evaluate(cfg))
+    more = [*line, "evaluation.likelihood.samples=6"]
+    rows = {r["model"]: r for r in study(compose_entry("study", tmp_path, *more), more)["models"]}
+    assert len(evaluated) == 3 and rows["vae"]["nll_samples"] == 6 and rows["ae_mixture"]["prior_png"] == "ae_mixture/sample/prior.png"
 
 
 def test_the_command_line_reaches_every_model_and_the_models_overrides_win(fake_mnist, tmp_path):
@@ -67,6 +76,7 @@ def test_the_command_line_reaches_every_model_and_the_models_overrides_win(fake_
     vamp = study_module.model_config(cfg, "vae_vamp", line, tmp_path)
     assert vamp.variant._target_.endswith("Variational") and vamp.prior._target_.endswith("VampPrior")
     assert vamp.noise == 0.2 and vamp.model.latent_dim == 4 and vamp.output_dir == str(tmp_path / "vae_vamp") and vamp.evaluate is False
+    assert vamp.resume_unfinished is True  # a training stopped with the study goes on
     assert "models" not in vamp and "only" not in vamp and "code_prior" not in vamp
     assert study_module.model_config(cfg, "ae_mixture", line, tmp_path).variant._target_.endswith("Sparse")
 
