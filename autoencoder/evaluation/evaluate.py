@@ -93,8 +93,8 @@ def evaluate(cfg: DictConfig, data: Mapping | None = None) -> Evaluation:
     validate(cfg, RULES)
     measures = instantiate_measures(cfg.measures)
     run_cfg, module = load_trained(cfg.ckpt_path)
-    subject = Subject(module, run_cfg, datamodule_for(run_cfg, data), cfg.batch_size, cfg.seed, cfg.progress)
     out = Path(cfg.output_dir)
+    subject = Subject(module, run_cfg, datamodule_for(run_cfg, data), cfg.batch_size, cfg.seed, cfg.progress, out)
     out.mkdir(parents=True, exist_ok=True)  # an unwritable folder fails now, not after the measures
 
     applying = {name: measure for name, measure in measures.items() if measure.applies(subject)}

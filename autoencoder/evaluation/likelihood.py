@@ -9,9 +9,18 @@ activations of hundreds of MB, which the allocator takes from the kernel and han
 pass, so that much of the time went to the kernel rather than to the arithmetic (docs/benchmarks.md,
 the likelihood pass). With a `progress` Reporter, a progress bar counts the images on a terminal,
 and plain `progress:` lines elsewhere (a log file), where a bar would be noise.
+
+A pass with k = 5000 takes hours on a CPU, so it can write down how far it got (`partial`): the
+per-image figures so far and the random generator's state, at most every SAVE_SECONDS. Started
+again with the same model, images and settings, it goes on from there and draws what a pass left
+alone would have drawn, so its figure is the same to the last digit.
 """
 
+import hashlib
+import io
 import math
+import time
+from pathlib import Path
 
 import torch
 from rich.progress import track
@@ -19,21 +28,52 @@ from torch import Tensor
 
 from autoencoder.models.gaussians import posterior
 from autoencoder.models.module import LitAutoencoder
+from autoencoder.utils.files import write_atomic
 from autoencoder.utils.progress import Counted, Reporter
+
+SAVE_SECONDS = 60.0  # how often a pass with a `partial` file writes its progress down
+
+
+def _fingerprint(module: LitAutoencoder, images: Tensor, samples: int, decodes: int, seed: int) -> str:
+    """What a pass's figures depend on, hashed: the network's and the variant's (its prior's)
+    weights, the images and the settings."""
+    digest = hashlib.sha256(repr((samples, decodes, seed, tuple(images.shape))).encode())
+    for tensor in [*module.net.state_dict().values(), *module.variant.state_dict().values(), images]:
+        digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _resumed(partial: Path | None, fingerprint: str) -> dict:
+    """What `partial` holds of a pass with this fingerprint; nothing for another pass's file."""
+    if partial is None or not partial.is_file():
+        return {}
+    done = torch.load(partial, weights_only=True)
+    return done if done.get("fingerprint") == fingerprint else {}
 
 
 @torch.no_grad()
-def likelihood(module: LitAutoencoder, images: Tensor, samples: int, decodes: int, seed: int = 0, progress: Reporter | None = None) -> dict:
+def likelihood(
+    module: LitAutoencoder, images: Tensor, samples: int, decodes: int, seed: int = 0, progress: Reporter | None = None, partial: Path | None = None
+) -> dict:
     """Mean negative ELBO and importance-weighted -log p(x) estimate with `samples` draws, in nats
-    per image, of `images` (N, C, H, W) under the VAE `module`; silent without `progress`."""
+    per image, of `images` (N, C, H, W) under the VAE `module`; silent without `progress`. With
+    `partial`, the pass goes on from what that file holds of the same pass, writes its own progress
+    there, and removes it when done."""
     variant, loss, generator = module.variant, module.hparams.loss, torch.Generator().manual_seed(seed)
     per_pass = max(1, decodes // samples)  # images per forward pass when all their samples fit in one
     chunk = min(samples, decodes)  # samples per forward pass otherwise
-    negative_elbo, negative_bound = [], []
+    fingerprint = _fingerprint(module, images, samples, decodes, seed) if partial else ""
+    done = _resumed(partial, fingerprint)
+    negative_elbo, negative_bound = done.get("negative_elbo", []), done.get("negative_bound", [])  # per group, (B,) each
+    if done:
+        generator.set_state(done["generator"])
     groups = images.split(per_pass)
     lines = Counted(progress, f"likelihood k={samples}", len(images), "images") if progress else None  # printing nothing on a terminal
+    if lines and negative_bound:
+        lines.advance(sum(len(b) for b in negative_bound), note="resumed")
+    written = time.monotonic()
     with variant.prior.fixed(module.net):  # a VampPrior's pseudo-inputs encoded once, not per call
-        for x in track(groups, description=f"log p(x), k={samples}", disable=progress is None or not progress.terminal):
+        for x in track(groups[len(negative_bound) :], description=f"log p(x), k={samples}", disable=progress is None or not progress.terminal):
             negative_elbo.append(variant.negative_elbo(module.net, x, loss, generator))
             mean, logvar = posterior(module.net.encode(x))  # (B, latent_dim) each, for all the group's samples
             log_weights = torch.cat(
@@ -43,6 +83,14 @@ def likelihood(module: LitAutoencoder, images: Tensor, samples: int, decodes: in
             negative_bound.append(math.log(samples) - log_weights.logsumexp(1))  # (B,)
             if lines:
                 lines.advance(len(x))
+            if partial and time.monotonic() - written >= SAVE_SECONDS:
+                buffer = io.BytesIO()
+                state = {"fingerprint": fingerprint, "negative_elbo": negative_elbo, "negative_bound": negative_bound, "generator": generator.get_state()}
+                torch.save(state, buffer)
+                write_atomic(partial, buffer.getbuffer())
+                written = time.monotonic()
+    if partial:
+        partial.unlink(missing_ok=True)
     return {
         "samples": samples,
         "negative_elbo_nats": float(torch.cat(negative_elbo).mean()),

@@ -3,6 +3,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+import autoencoder.evaluation.likelihood as likelihood_module
 from autoencoder.evaluation.likelihood import likelihood
 from autoencoder.models.variants import Variational
 from tests.models.test_variants import linear_gaussian_model
@@ -18,3 +19,48 @@ def test_every_grouping_of_the_decodes_gives_each_image_its_own_exact_likelihood
     result = likelihood(module, x, samples=10, decodes=decodes)
     assert result["samples"] == 10
     assert result["nll_nats"] == pytest.approx(-p_x.log_prob(x.flatten(1)).mean().item(), abs=1e-4)
+
+
+def inexact_model():
+    """A VAE whose importance weights vary with the draws, so that other draws would show."""
+    net, _ = linear_gaussian_model(0.5, exact_posterior=False)
+    return SimpleNamespace(net=net, variant=Variational(sigma=0.5), hparams=SimpleNamespace(loss="mse"))
+
+
+def interrupted(module, x, partial, seed, after):
+    """A pass with a partial file stopped (as Ctrl-C would) when its `after`+1-th group starts."""
+    weights_of, calls = module.variant.weights_of, []
+
+    def stopping(*args):
+        calls.append(1)
+        if len(calls) > after:
+            raise KeyboardInterrupt
+        return weights_of(*args)
+
+    module.variant.weights_of = stopping
+    with pytest.raises(KeyboardInterrupt):
+        likelihood(module, x, samples=6, decodes=12, seed=seed, partial=partial)
+    module.variant.weights_of = weights_of
+
+
+def test_an_interrupted_pass_goes_on_where_it_stopped_and_ends_as_a_pass_left_alone(tmp_path, monkeypatch):
+    module, partial = inexact_model(), tmp_path / "likelihood.partial.pt"
+    x = torch.randn(9, 1, 2, 2, generator=torch.Generator().manual_seed(0))  # 2 images per forward pass: 5 groups
+    alone = likelihood(module, x, samples=6, decodes=12)
+    monkeypatch.setattr(likelihood_module, "SAVE_SECONDS", 0.0)  # progress written after every group
+    interrupted(module, x, partial, seed=0, after=3)
+    assert partial.is_file()
+
+    resumed_groups = []
+    weights_of = module.variant.weights_of
+    monkeypatch.setattr(module.variant, "weights_of", lambda *args: resumed_groups.append(len(args[3])) or weights_of(*args))
+    assert likelihood(module, x, samples=6, decodes=12, partial=partial) == alone  # the same draws: the same figure, to the last digit
+    assert resumed_groups == [2, 1] and not partial.is_file()  # the last two groups only; the file gone once done
+
+
+def test_the_progress_of_another_pass_is_not_taken_for_this_ones(tmp_path, monkeypatch):
+    module, partial = inexact_model(), tmp_path / "likelihood.partial.pt"
+    x = torch.randn(9, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(likelihood_module, "SAVE_SECONDS", 0.0)
+    interrupted(module, x, partial, seed=1, after=2)  # another seed: other draws
+    assert likelihood(module, x, samples=6, decodes=12, seed=0, partial=partial) == likelihood(module, x, samples=6, decodes=12, seed=0)

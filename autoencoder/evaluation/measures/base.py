@@ -8,6 +8,7 @@ measure made it, so a new measure is a class and a config entry and touches noth
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 from matplotlib.figure import Figure
 from omegaconf import DictConfig
@@ -30,6 +31,7 @@ class Subject:
     batch_size: int  # images per forward pass
     seed: int  # for whatever a measure draws or fits at random
     progress: DictConfig  # Reporter settings, for a measure that prints progress lines of its own
+    folder: Path  # where the evaluation writes: a long measure keeps its work in progress there
     _splits: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict, init=False, repr=False)
 
     def split(self, name: str) -> tuple[Tensor, Tensor]:
