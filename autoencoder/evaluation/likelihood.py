@@ -18,6 +18,7 @@ alone would have drawn, so its figure is the same to the last digit.
 
 import hashlib
 import io
+import logging
 import math
 import time
 from pathlib import Path
@@ -30,6 +31,8 @@ from autoencoder.models.gaussians import posterior
 from autoencoder.models.module import LitAutoencoder
 from autoencoder.utils.files import write_atomic
 from autoencoder.utils.progress import Counted, Reporter
+
+log = logging.getLogger(__name__)
 
 SAVE_SECONDS = 60.0  # how often a pass with a `partial` file writes its progress down
 
@@ -44,11 +47,16 @@ def _fingerprint(module: LitAutoencoder, images: Tensor, samples: int, decodes: 
 
 
 def _resumed(partial: Path | None, fingerprint: str) -> dict:
-    """What `partial` holds of a pass with this fingerprint; nothing for another pass's file."""
+    """What `partial` holds of a pass with this fingerprint; nothing for another pass's file or
+    for one that cannot be read (it is only work in progress: the pass starts over and replaces it)."""
     if partial is None or not partial.is_file():
         return {}
-    done = torch.load(partial, weights_only=True)
-    return done if done.get("fingerprint") == fingerprint else {}
+    try:
+        done = torch.load(partial, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file means the same: start over
+        log.warning("%s cannot be read (%s); the likelihood pass starts from the first image", partial, type(exc).__name__)
+        return {}
+    return done if isinstance(done, dict) and done.get("fingerprint") == fingerprint else {}
 
 
 @torch.no_grad()

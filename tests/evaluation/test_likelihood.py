@@ -64,3 +64,11 @@ def test_the_progress_of_another_pass_is_not_taken_for_this_ones(tmp_path, monke
     monkeypatch.setattr(likelihood_module, "SAVE_SECONDS", 0.0)
     interrupted(module, x, partial, seed=1, after=2)  # another seed: other draws
     assert likelihood(module, x, samples=6, decodes=12, seed=0, partial=partial) == likelihood(module, x, samples=6, decodes=12, seed=0)
+
+
+def test_an_unreadable_progress_file_is_reported_and_the_pass_starts_over(tmp_path, caplog):
+    module, partial = inexact_model(), tmp_path / "likelihood.partial.pt"
+    x = torch.randn(9, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    partial.write_bytes(b"not a torch file")
+    assert likelihood(module, x, samples=6, decodes=12, partial=partial) == likelihood(module, x, samples=6, decodes=12)
+    assert "cannot be read" in caplog.text and not partial.is_file()
