@@ -11,9 +11,10 @@ the likelihood pass). With a `progress` Reporter, a progress bar counts the imag
 and plain `progress:` lines elsewhere (a log file), where a bar would be noise.
 
 A pass with k = 5000 takes hours on a CPU, so it can write down how far it got (`partial`): the
-per-image figures so far and the random generator's state, at most every SAVE_SECONDS. Started
-again with the same model, images and settings, it goes on from there and draws what a pass left
-alone would have drawn, so its figure is the same to the last digit.
+per-image figures so far and the random generator's state, every SAVE_SECONDS and when Ctrl-C
+stops it (a killed pass loses at most SAVE_SECONDS). Started again with the same model, images and
+settings, it goes on from there and draws what a pass left alone would have drawn, so its figure
+is the same to the last digit.
 """
 
 import hashlib
@@ -59,6 +60,24 @@ def _resumed(partial: Path | None, fingerprint: str) -> dict:
     return done if isinstance(done, dict) and done.get("fingerprint") == fingerprint else {}
 
 
+def _write_down(partial: Path, state: dict) -> None:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomic(partial, buffer.getbuffer())
+
+
+def _bounds(module: LitAutoencoder, x: Tensor, samples: int, chunk: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """The -ELBO and the importance-weighted bound on -log p(x) of the images `x` (B, C, H, W),
+    (B,) each, their `samples` draws decoded `chunk` at a time."""
+    variant, loss = module.variant, module.hparams.loss
+    negative_elbo = variant.negative_elbo(module.net, x, loss, generator)
+    mean, logvar = posterior(module.net.encode(x))  # (B, latent_dim) each, for all the group's samples
+    log_weights = torch.cat(
+        [variant.weights_of(module.net, mean, logvar, x, min(chunk, samples - start), loss, generator) for start in range(0, samples, chunk)], dim=1
+    )  # (B, samples)
+    return negative_elbo, math.log(samples) - log_weights.logsumexp(1)
+
+
 @torch.no_grad()
 def likelihood(
     module: LitAutoencoder, images: Tensor, samples: int, decodes: int, seed: int = 0, progress: Reporter | None = None, partial: Path | None = None
@@ -66,8 +85,8 @@ def likelihood(
     """Mean negative ELBO and importance-weighted -log p(x) estimate with `samples` draws, in nats
     per image, of `images` (N, C, H, W) under the VAE `module`; silent without `progress`. With
     `partial`, the pass goes on from what that file holds of the same pass, writes its own progress
-    there, and removes it when done."""
-    variant, loss, generator = module.variant, module.hparams.loss, torch.Generator().manual_seed(seed)
+    there (every SAVE_SECONDS, and when interrupted), and removes it when done."""
+    generator = torch.Generator().manual_seed(seed)
     per_pass = max(1, decodes // samples)  # images per forward pass when all their samples fit in one
     chunk = min(samples, decodes)  # samples per forward pass otherwise
     fingerprint = _fingerprint(module, images, samples, decodes, seed) if partial else ""
@@ -79,24 +98,29 @@ def likelihood(
     lines = Counted(progress, f"likelihood k={samples}", len(images), "images") if progress else None  # printing nothing on a terminal
     if lines and negative_bound:
         lines.advance(sum(len(b) for b in negative_bound), note="resumed")
-    written = time.monotonic()
-    with variant.prior.fixed(module.net):  # a VampPrior's pseudo-inputs encoded once, not per call
-        for x in track(groups[len(negative_bound) :], description=f"log p(x), k={samples}", disable=progress is None or not progress.terminal):
-            negative_elbo.append(variant.negative_elbo(module.net, x, loss, generator))
-            mean, logvar = posterior(module.net.encode(x))  # (B, latent_dim) each, for all the group's samples
-            log_weights = torch.cat(
-                [variant.weights_of(module.net, mean, logvar, x, min(chunk, samples - start), loss, generator) for start in range(0, samples, chunk)],
-                dim=1,
-            )  # (B, samples)
-            negative_bound.append(math.log(samples) - log_weights.logsumexp(1))  # (B,)
-            if lines:
-                lines.advance(len(x))
-            if partial and time.monotonic() - written >= SAVE_SECONDS:
-                buffer = io.BytesIO()
-                state = {"fingerprint": fingerprint, "negative_elbo": negative_elbo, "negative_bound": negative_bound, "generator": generator.get_state()}
-                torch.save(state, buffer)
-                write_atomic(partial, buffer.getbuffer())
-                written = time.monotonic()
+
+    def progress_so_far() -> dict:  # the finished groups, and the generator as the next group finds it
+        return {"fingerprint": fingerprint, "negative_elbo": negative_elbo, "negative_bound": negative_bound, "generator": between_groups}
+
+    written, between_groups = time.monotonic(), generator.get_state()
+    try:
+        with module.variant.prior.fixed(module.net):  # a VampPrior's pseudo-inputs encoded once, not per call
+            for x in track(groups[len(negative_bound) :], description=f"log p(x), k={samples}", disable=progress is None or not progress.terminal):
+                elbo, bound = _bounds(module, x, samples, chunk, generator)
+                negative_elbo.append(elbo)
+                negative_bound.append(bound)
+                between_groups = generator.get_state()
+                if lines:
+                    lines.advance(len(x))
+                if partial and time.monotonic() - written >= SAVE_SECONDS:
+                    _write_down(partial, progress_so_far())
+                    written = time.monotonic()
+    except KeyboardInterrupt:
+        if partial:
+            _write_down(partial, progress_so_far())
+            count = sum(len(b) for b in negative_bound)
+            log.warning("the likelihood pass stopped at %d of %d images; %s keeps them, and the same command goes on from there", count, len(images), partial)
+        raise
     if partial:
         partial.unlink(missing_ok=True)
     return {

@@ -10,6 +10,7 @@ import functools
 import logging
 import os
 import re
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -80,7 +81,7 @@ def quiet_third_party() -> None:
 def command() -> Iterator[None]:
     """The body of a command: quiet third-party notes; a user error raised inside becomes one line
     on stderr and exit code 2, a run stopped by a signal one line and exit code 128 + the
-    signal's number, anything else keeps its traceback.
+    signal's number (Ctrl-C outside a training: one line, 130), anything else keeps its traceback.
 
     Used around each job of a command and around the whole command (`hydra_command`): Hydra
     reports a job's exception with a line of its own but lets SystemExit through untouched."""
@@ -90,6 +91,9 @@ def command() -> Iterator[None]:
     except Interrupted as exc:
         print(f"interrupted: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:  # Ctrl-C outside a training, which stops at a step with its own line
+        print("interrupted: Ctrl-C", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
     except Exception as exc:  # noqa: BLE001 - the point is to catch everything the user caused
         message = user_message(exc)
         if message is None or os.environ.get("AUTOENCODER_DEBUG") == "1":

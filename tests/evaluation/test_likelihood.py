@@ -27,42 +27,55 @@ def inexact_model():
     return SimpleNamespace(net=net, variant=Variational(sigma=0.5), hparams=SimpleNamespace(loss="mse"))
 
 
-def interrupted(module, x, partial, seed, after):
-    """A pass with a partial file stopped (as Ctrl-C would) when its `after`+1-th group starts."""
+def stopped(module, x, partial, seed, after, stop=KeyboardInterrupt):
+    """A pass with a partial file stopped by `stop` (Ctrl-C, or a crash) in its `after`+1-th group."""
     weights_of, calls = module.variant.weights_of, []
 
     def stopping(*args):
         calls.append(1)
         if len(calls) > after:
-            raise KeyboardInterrupt
+            raise stop
         return weights_of(*args)
 
     module.variant.weights_of = stopping
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(stop):
         likelihood(module, x, samples=6, decodes=12, seed=seed, partial=partial)
     module.variant.weights_of = weights_of
 
 
-def test_an_interrupted_pass_goes_on_where_it_stopped_and_ends_as_a_pass_left_alone(tmp_path, monkeypatch):
+def resumed_groups(module, x, partial, monkeypatch):
+    """The result of a pass that goes on from `partial`, and the sizes of the groups it decoded."""
+    sizes, weights_of = [], module.variant.weights_of
+    monkeypatch.setattr(module.variant, "weights_of", lambda *args: sizes.append(len(args[3])) or weights_of(*args))
+    return likelihood(module, x, samples=6, decodes=12, partial=partial), sizes
+
+
+@pytest.mark.parametrize(
+    ("stop", "save_seconds", "left"),
+    [
+        (KeyboardInterrupt, 3600.0, [2, 1]),  # Ctrl-C: written down at once, the last two groups left
+        (RuntimeError, 0.0, [2, 1]),  # a crash: what the last periodic write kept (after every group here)
+        (RuntimeError, 3600.0, [2, 2, 2, 2, 1]),  # a crash before any periodic write: all from the start
+    ],
+)
+def test_a_stopped_pass_goes_on_where_it_stopped_and_ends_as_a_pass_left_alone(tmp_path, monkeypatch, caplog, stop, save_seconds, left):
     module, partial = inexact_model(), tmp_path / "likelihood.partial.pt"
     x = torch.randn(9, 1, 2, 2, generator=torch.Generator().manual_seed(0))  # 2 images per forward pass: 5 groups
     alone = likelihood(module, x, samples=6, decodes=12)
-    monkeypatch.setattr(likelihood_module, "SAVE_SECONDS", 0.0)  # progress written after every group
-    interrupted(module, x, partial, seed=0, after=3)
-    assert partial.is_file()
+    monkeypatch.setattr(likelihood_module, "SAVE_SECONDS", save_seconds)
+    stopped(module, x, partial, seed=0, after=3, stop=stop)
+    assert partial.is_file() == (left != [2, 2, 2, 2, 1])
+    assert ("stopped at 6 of 9 images" in caplog.text) == (stop is KeyboardInterrupt)
 
-    resumed_groups = []
-    weights_of = module.variant.weights_of
-    monkeypatch.setattr(module.variant, "weights_of", lambda *args: resumed_groups.append(len(args[3])) or weights_of(*args))
-    assert likelihood(module, x, samples=6, decodes=12, partial=partial) == alone  # the same draws: the same figure, to the last digit
-    assert resumed_groups == [2, 1] and not partial.is_file()  # the last two groups only; the file gone once done
+    result, sizes = resumed_groups(module, x, partial, monkeypatch)
+    assert result == alone  # the same draws: the same figure, to the last digit
+    assert sizes == left and not partial.is_file()  # only what was left; the file gone once done
 
 
 def test_the_progress_of_another_pass_is_not_taken_for_this_ones(tmp_path, monkeypatch):
     module, partial = inexact_model(), tmp_path / "likelihood.partial.pt"
     x = torch.randn(9, 1, 2, 2, generator=torch.Generator().manual_seed(0))
-    monkeypatch.setattr(likelihood_module, "SAVE_SECONDS", 0.0)
-    interrupted(module, x, partial, seed=1, after=2)  # another seed: other draws
+    stopped(module, x, partial, seed=1, after=2)  # another seed: other draws
     assert likelihood(module, x, samples=6, decodes=12, seed=0, partial=partial) == likelihood(module, x, samples=6, decodes=12, seed=0)
 
 

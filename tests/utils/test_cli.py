@@ -5,9 +5,10 @@ import sys
 import warnings
 from pathlib import Path
 
+import pytest
 from omegaconf import OmegaConf
 
-from autoencoder.utils.cli import closest, edits, overridden, quiet_third_party
+from autoencoder.utils.cli import closest, command, edits, overridden, quiet_third_party
 
 
 def test_overridden_keys_of_a_node_with_their_composed_values():
@@ -56,3 +57,9 @@ def test_the_closest_keys_are_at_the_unknown_keys_depth():
     assert closest("modle", known) == ["model", "module"]  # a swap and an insertion: one edit each
     assert closest("trainer.max_epoch", ["trainer.max_epochs", "trainer.min_epochs", "trainer.max_steps"]) == ["trainer.max_epochs"]
     assert closest("zzz", known) == []
+
+
+def test_ctrl_c_outside_a_training_is_one_line_and_exit_code_130(capsys):
+    with pytest.raises(SystemExit) as stopped, command():
+        raise KeyboardInterrupt
+    assert stopped.value.code == 130 and capsys.readouterr().err == "interrupted: Ctrl-C\n"
