@@ -61,6 +61,7 @@ def _resumed(partial: Path | None, fingerprint: str) -> dict:
 
 
 def _write_down(partial: Path, state: dict) -> None:
+    """Replace `partial` with `state` atomically: a pass killed while writing leaves the last one whole."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
     write_atomic(partial, buffer.getbuffer())
