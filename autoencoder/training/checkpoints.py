@@ -32,13 +32,34 @@ class ConfigInCheckpoint(L.Callback):
 class EpochCheckpoint(ModelCheckpoint):
     """Lightning's ModelCheckpoint with `{epoch}` in file names counted from 1, as the console's
     `[Epoch   4]` lines, metrics.json and the figures count: `best-epoch004.ckpt` holds the model
-    of epoch 4. Only names change; checkpoints named from 0 before load as ever."""
+    of epoch 4 (checkpoints named from 0 before load as ever); and with `save_last`, last.ckpt
+    written at the end of every epoch. Lightning 2.6 writes it only with a new best one, so a run
+    whose validation loss stopped falling went on, when resumed, from its best epoch instead of
+    its last one and trained the epochs since again."""
 
     @override
     def format_checkpoint_name(self, metrics: dict, filename: str | None = None, ver: int | None = None, prefix: str | None = None) -> str:
         if "epoch" in metrics:
             metrics = {**metrics, "epoch": metrics["epoch"] + 1}
         return super().format_checkpoint_name(metrics, filename, ver, prefix)
+
+    @override
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_unless_saved(trainer)
+
+    @override
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_unless_saved(trainer)
+
+    def _save_last_unless_saved(self, trainer: L.Trainer) -> None:
+        """last.ckpt, unless a checkpoint was written at this step already (Lightning's own check
+        also skips the sanity check and anything but fitting)."""
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+import torch
 
 from autoencoder.runs.checkpoints import load_trained
 from autoencoder.utils.errors import UserError
@@ -48,3 +49,14 @@ def test_checkpoint_names_count_epochs_from_1_as_the_console_does(make_cfg, tmp_
     old_name = tmp_path / "best-epoch000.ckpt"  # how checkpoints were named before
     old_name.write_bytes(Path(metrics["best_checkpoint"]).read_bytes())
     assert load_trained(old_name)[1].net.latent_dim == 32
+
+
+def test_last_ckpt_is_the_last_epochs_when_the_best_is_an_earlier_one(make_cfg):
+    from autoencoder.training.run import train
+
+    # monitored with mode=min, the epoch number makes epoch 1 the best one for good
+    metrics = train(make_cfg("trainer.max_epochs=3", "logger=none", "early_stopping=none", "callbacks.model_checkpoint.monitor=epoch"))
+    folder = Path(metrics["last_checkpoint"]).parent
+    assert sorted(p.name for p in folder.iterdir()) == ["best-epoch001.ckpt", "last.ckpt"]
+    last, best = (torch.load(folder / name, weights_only=True) for name in ("last.ckpt", "best-epoch001.ckpt"))
+    assert (last["epoch"], last["global_step"]) == (2, 3 * best["global_step"])  # what a resumed run goes on from
