@@ -27,7 +27,7 @@ def inexact_model():
     return SimpleNamespace(net=net, variant=Variational(sigma=0.5), hparams=SimpleNamespace(loss="mse"))
 
 
-def stopped(module, x, partial, seed, after, stop=KeyboardInterrupt):
+def stopped(module, x, partial, monkeypatch, seed, after, stop=KeyboardInterrupt):
     """A pass with a partial file stopped by `stop` (Ctrl-C, or a crash) in its `after`+1-th group."""
     weights_of, calls = module.variant.weights_of, []
 
@@ -37,10 +37,9 @@ def stopped(module, x, partial, seed, after, stop=KeyboardInterrupt):
             raise stop
         return weights_of(*args)
 
-    module.variant.weights_of = stopping
-    with pytest.raises(stop):
+    with monkeypatch.context() as patch, pytest.raises(stop):
+        patch.setattr(module.variant, "weights_of", stopping)
         likelihood(module, x, samples=6, decodes=12, seed=seed, partial=partial)
-    module.variant.weights_of = weights_of
 
 
 def resumed_groups(module, x, partial, monkeypatch):
@@ -51,20 +50,20 @@ def resumed_groups(module, x, partial, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("stop", "save_seconds", "left"),
+    ("stop", "save_seconds", "kept", "left"),
     [
-        (KeyboardInterrupt, 3600.0, [2, 1]),  # Ctrl-C: written down at once, the last two groups left
-        (RuntimeError, 0.0, [2, 1]),  # a crash: what the last periodic write kept (after every group here)
-        (RuntimeError, 3600.0, [2, 2, 2, 2, 1]),  # a crash before any periodic write: all from the start
+        (KeyboardInterrupt, 3600.0, True, [2, 1]),  # Ctrl-C: written down at once, the last two groups left
+        (RuntimeError, 0.0, True, [2, 1]),  # a crash: what the last periodic write kept (after every group here)
+        (RuntimeError, 3600.0, False, [2, 2, 2, 2, 1]),  # a crash before any periodic write: all from the start
     ],
 )
-def test_a_stopped_pass_goes_on_where_it_stopped_and_ends_as_a_pass_left_alone(tmp_path, monkeypatch, caplog, stop, save_seconds, left):
+def test_a_stopped_pass_goes_on_where_it_stopped_and_ends_as_a_pass_left_alone(tmp_path, monkeypatch, caplog, stop, save_seconds, kept, left):
     module, partial = inexact_model(), tmp_path / "likelihood.partial.pt"
     x = torch.randn(9, 1, 2, 2, generator=torch.Generator().manual_seed(0))  # 2 images per forward pass: 5 groups
     alone = likelihood(module, x, samples=6, decodes=12)
     monkeypatch.setattr(likelihood_module, "SAVE_SECONDS", save_seconds)
-    stopped(module, x, partial, seed=0, after=3, stop=stop)
-    assert partial.is_file() == (left != [2, 2, 2, 2, 1])
+    stopped(module, x, partial, monkeypatch, seed=0, after=3, stop=stop)
+    assert partial.is_file() == kept
     assert ("stopped at 6 of 9 images" in caplog.text) == (stop is KeyboardInterrupt)
 
     result, sizes = resumed_groups(module, x, partial, monkeypatch)
@@ -75,7 +74,7 @@ def test_a_stopped_pass_goes_on_where_it_stopped_and_ends_as_a_pass_left_alone(t
 def test_the_progress_of_another_pass_is_not_taken_for_this_ones(tmp_path, monkeypatch):
     module, partial = inexact_model(), tmp_path / "likelihood.partial.pt"
     x = torch.randn(9, 1, 2, 2, generator=torch.Generator().manual_seed(0))
-    stopped(module, x, partial, seed=1, after=2)  # another seed: other draws
+    stopped(module, x, partial, monkeypatch, seed=1, after=2)  # another seed: other draws
     assert likelihood(module, x, samples=6, decodes=12, seed=0, partial=partial) == likelihood(module, x, samples=6, decodes=12, seed=0)
 
 
