@@ -12,9 +12,9 @@ and plain `progress:` lines elsewhere (a log file), where a bar would be noise.
 
 A pass with k = 5000 takes hours on a CPU, so it can write down how far it got (`partial`): the
 per-image figures so far and the random generator's state, every SAVE_SECONDS and when Ctrl-C
-stops it (a killed pass loses at most SAVE_SECONDS). Started again with the same model, images and
-settings, it goes on from there and draws what a pass left alone would have drawn, so its figure
-is the same to the last digit.
+or SIGTERM stops it (a killed pass loses at most SAVE_SECONDS). Started again with the same model,
+images and settings, it goes on from there and draws what a pass left alone would have drawn, so
+its figure is the same to the last digit.
 """
 
 import hashlib
@@ -30,6 +30,7 @@ from torch import Tensor
 
 from autoencoder.models.gaussians import posterior
 from autoencoder.models.module import LitAutoencoder
+from autoencoder.utils.errors import Stopped
 from autoencoder.utils.files import write_atomic
 from autoencoder.utils.progress import Counted, Reporter
 
@@ -116,7 +117,7 @@ def likelihood(
                 if partial and time.monotonic() - written >= SAVE_SECONDS:
                     _write_down(partial, progress_so_far())
                     written = time.monotonic()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Stopped):  # Ctrl-C, SIGTERM
         if partial:
             _write_down(partial, progress_so_far())
             count = sum(len(b) for b in negative_bound)

@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from typing_extensions import override
 
 from autoencoder import CONFIG_DIR
-from autoencoder.utils.errors import Interrupted, UserError, exception_chain, user_message
+from autoencoder.utils.errors import Interrupted, Stopped, UserError, exception_chain, user_message
 
 EXIT_USER_ERROR = 2
 UNKNOWN_KEY = re.compile(r"Could not override '([^']+)'")  # Hydra's words for a key the config lacks
@@ -77,23 +78,45 @@ def quiet_third_party() -> None:
         rank_zero.addFilter(_no_advertisement)
 
 
+def _stop(signum: int, frame) -> None:
+    signal.signal(signum, signal.SIG_DFL)  # a second one ends the process at once
+    raise Stopped(signum)
+
+
+@contextmanager
+def stopping_on_signals() -> Iterator[None]:
+    """Within `with`, SIGINT and SIGTERM raise `Stopped`, also where SIGINT came ignored (a command
+    started in the background with `&`); the previous handlers come back at the end. A training
+    puts its own handlers in place while it runs. Outside the main thread, where Python cannot set
+    handlers, the signals keep theirs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum in previous:
+        signal.signal(signum, _stop)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
+
+
 @contextmanager
 def command() -> Iterator[None]:
     """The body of a command: quiet third-party notes; a user error raised inside becomes one line
     on stderr and exit code 2, a run stopped by a signal one line and exit code 128 + the
-    signal's number (Ctrl-C outside a training: one line, 130), anything else keeps its traceback.
+    signal's number (Ctrl-C: 130, SIGTERM: 143), anything else keeps its traceback.
 
     Used around each job of a command and around the whole command (`hydra_command`): Hydra
     reports a job's exception with a line of its own but lets SystemExit through untouched."""
     quiet_third_party()
     try:
-        yield
-    except Interrupted as exc:
+        with stopping_on_signals():
+            yield
+    except (Interrupted, Stopped) as exc:
         print(f"interrupted: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:  # Ctrl-C outside a training, which stops at a step with its own line
-        print("interrupted: Ctrl-C", file=sys.stderr)
-        sys.exit(128 + signal.SIGINT)
     except Exception as exc:  # noqa: BLE001 - the point is to catch everything the user caused
         message = user_message(exc)
         if message is None or os.environ.get("AUTOENCODER_DEBUG") == "1":

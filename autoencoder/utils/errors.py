@@ -48,6 +48,25 @@ class Interrupted(BaseException):
         return "; ".join(parts)
 
 
+class Stopped(BaseException):
+    """A command stopped by SIGINT (Ctrl-C) or SIGTERM outside a training, which stops at a step
+    boundary instead (`Interrupted`). The command's signal handler raises it wherever the command
+    is, so that work under way writes down what it has on the way out (the likelihood pass keeps
+    its progress). Not a KeyboardInterrupt, which Lightning turns into exit code 1: the command
+    exits with 128 + the signal's number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    def __str__(self) -> str:
+        return "Ctrl-C" if self.signum == signal.SIGINT else signal_name(self.signum)
+
+
 def exception_chain(exc: BaseException | None) -> list[BaseException]:
     """The exception and the ones it was raised from, outermost first."""
     chain: list[BaseException] = []

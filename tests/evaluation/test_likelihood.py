@@ -1,3 +1,5 @@
+import os
+import signal
 from types import SimpleNamespace
 
 import pytest
@@ -6,6 +8,7 @@ import torch
 import autoencoder.evaluation.likelihood as likelihood_module
 from autoencoder.evaluation.likelihood import likelihood
 from autoencoder.models.variants import Variational
+from autoencoder.utils.cli import command
 from tests.models.test_variants import linear_gaussian_model
 
 
@@ -84,3 +87,22 @@ def test_an_unreadable_progress_file_is_reported_and_the_pass_starts_over(tmp_pa
     partial.write_bytes(b"not a torch file")
     assert likelihood(module, x, samples=6, decodes=12, partial=partial) == likelihood(module, x, samples=6, decodes=12)
     assert "cannot be read" in caplog.text and not partial.is_file()
+
+
+def test_sigterm_to_the_command_keeps_the_progress_as_ctrl_c_does(tmp_path, monkeypatch, caplog):
+    module, partial = inexact_model(), tmp_path / "likelihood.partial.pt"
+    x = torch.randn(9, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(likelihood_module, "SAVE_SECONDS", 3600.0)
+    weights_of, calls = module.variant.weights_of, []
+
+    def terminated(*args):  # a scheduler's SIGTERM in the fourth group
+        calls.append(1)
+        if len(calls) == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return weights_of(*args)
+
+    with monkeypatch.context() as patch, pytest.raises(SystemExit) as stopped, command():
+        patch.setattr(module.variant, "weights_of", terminated)
+        likelihood(module, x, samples=6, decodes=12, partial=partial)
+    assert stopped.value.code == 143 and "stopped at 6 of 9 images" in caplog.text
+    assert resumed_groups(module, x, partial, monkeypatch)[1] == [2, 1]  # goes on after the three groups done

@@ -1,5 +1,6 @@
 import logging
 import os
+import signal
 import subprocess
 import sys
 import warnings
@@ -59,7 +60,21 @@ def test_the_closest_keys_are_at_the_unknown_keys_depth():
     assert closest("zzz", known) == []
 
 
-def test_ctrl_c_outside_a_training_is_one_line_and_exit_code_130(capsys):
-    with pytest.raises(SystemExit) as stopped, command():
-        raise KeyboardInterrupt
-    assert stopped.value.code == 130 and capsys.readouterr().err == "interrupted: Ctrl-C\n"
+@pytest.mark.parametrize(
+    ("signum", "inherited", "code", "line"),
+    [
+        (signal.SIGINT, signal.default_int_handler, 130, "interrupted: Ctrl-C\n"),
+        (signal.SIGINT, signal.SIG_IGN, 130, "interrupted: Ctrl-C\n"),  # a command started with `&` inherits SIGINT ignored
+        (signal.SIGTERM, signal.SIG_DFL, 143, "interrupted: SIGTERM\n"),
+    ],
+)
+def test_a_signal_outside_a_training_is_one_line_and_exit_code_128_plus_it(capsys, signum, inherited, code, line):
+    previous = signal.signal(signum, inherited)
+    try:
+        with pytest.raises(SystemExit) as stopped, command():
+            os.kill(os.getpid(), signum)  # its handler runs as soon as os.kill returns
+            pytest.fail("the signal did not stop the command")
+        assert stopped.value.code == code and capsys.readouterr().err == line
+        assert signal.getsignal(signum) == inherited  # the handlers the command found come back
+    finally:
+        signal.signal(signum, previous)
