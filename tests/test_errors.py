@@ -1,12 +1,18 @@
+import importlib
+import logging
 import shutil
+import sys
+import warnings
+from types import SimpleNamespace
 
 import pytest
+import torch
+from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import InstantiationException, MissingConfigException
 from PIL import Image
 
 from autoencoder.utils.cli import command
 from autoencoder.utils.errors import UserError, user_message
-from tests.conftest import run_module
 from tests.data.test_cifar import make_fake_cifar
 
 
@@ -258,14 +264,70 @@ BAD_INPUTS = [
 ]
 
 
+@pytest.fixture
+def run_in_process(monkeypatch, capfd):
+    """`python -m <module> args` run as its console script, in this process: a process of its own
+    for each case below would start Python, torch and Lightning anew, about ten times the case's
+    own work (other tests run commands in processes of their own). What a command changes in the
+    process comes back afterwards: the working folder, environment, logging, torch's threads and
+    Hydra's global state. An exception that the command lets through (a traceback, in a process of
+    its own) fails the test."""
+    threads, loggers = torch.get_num_threads(), logging_state()
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)
+    for name in ("HYDRA_FULL_ERROR", "PL_GLOBAL_SEED", "PL_SEED_WORKERS"):
+        monkeypatch.delenv(name, raising=False)
+
+    def run(*args: str, cwd, env) -> SimpleNamespace:
+        monkeypatch.chdir(cwd)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr(sys, "argv", list(args))
+        capfd.readouterr()
+        try:
+            importlib.import_module(args[0]).main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = capfd.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+
+    yield run
+    GlobalHydra.instance().clear()
+    restore_logging(loggers)
+    torch.set_num_threads(threads)
+
+
+def logging_state() -> dict[str, tuple]:
+    """Each logger's handlers, level, propagation and whether it is disabled (Hydra's logging
+    config disables the loggers it does not name)."""
+    named = [logger for logger in logging.Logger.manager.loggerDict.values() if isinstance(logger, logging.Logger)]
+    return {logger.name: (logger.handlers[:], logger.level, logger.propagate, logger.disabled) for logger in [logging.getLogger(), *named]}
+
+
+def restore_logging(state: dict[str, tuple]) -> None:
+    """Loggers as `logging_state` found them; those made since (by a module imported since) are
+    left as their module set them up, and enabled."""
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        if not isinstance(logger, logging.Logger):
+            continue
+        if logger.name not in state:
+            logger.disabled = False
+            continue
+        handlers, level, propagate, disabled = state[logger.name]
+        for handler in logger.handlers:
+            if handler not in handlers:
+                handler.close()
+        logger.handlers[:], logger.level, logger.propagate, logger.disabled = handlers, level, propagate, disabled
+
+
 @pytest.mark.parametrize("args, message", BAD_INPUTS, ids=[" ".join(a[:1] + a[6:] if a[0] == "autoencoder.train" else a) for a, _ in BAD_INPUTS])
-def test_bad_input_gives_one_line_and_leaves_earlier_outputs_alone(request, tmp_path, fake_mnist, trained_checkpoint, args, message):
+def test_bad_input_gives_one_line_and_leaves_earlier_outputs_alone(request, tmp_path, fake_mnist, trained_checkpoint, run_in_process, args, message):
     names = bad_inputs_setup(tmp_path, fake_mnist, trained_checkpoint)
     if any("{vq_ckpt}" in a for a in args):  # trained only for the rows that need it
         names["vq_ckpt"] = str(request.getfixturevalue("vq_checkpoint"))
     checkpoint_bytes = trained_checkpoint.read_bytes()
     offline = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "AUTOENCODER_DATA_DIR": str(fake_mnist)}
-    result = run_module(*(a.format(**names) for a in args), cwd=tmp_path, env=offline)
+    result = run_in_process(*(a.format(**names) for a in args), cwd=tmp_path, env=offline)
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode != 0 and len(errors) == 1 and message.format(**names) in errors[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr + result.stdout
